@@ -1,0 +1,1 @@
+"""Tests of the service; run with pytest from the repository root."""

@@ -1,0 +1,192 @@
+"""The Docker side of the suite: engine, base images, wheel index, builds and containers."""
+
+import hashlib
+import importlib.util
+import re
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from docker.utils.build import exclude_paths
+
+from combinations import Combination
+
+INFRA = Path(__file__).resolve().parent / "infra"
+IMAGE_PREFIX = "ml-docker-template-test"
+
+
+def sh(*command, timeout: float = 60, check: bool = True) -> str:
+    result = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, timeout=timeout
+    )
+    if check and result.returncode:
+        raise RuntimeError(f"{' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+@dataclass
+class DockerHost:
+    """What this machine offers for builds; reports every stand-in and substitution."""
+
+    python_versions: list[str]
+    started_engine: bool = False
+    base_images: dict[str, str] = field(default_factory=dict)  # version -> real|stand-in|missing
+    notes: list[str] = field(default_factory=list)
+    wheel_index: str | None = None
+    torch_cpu_pythons: set[str] = field(default_factory=set)
+    _index_server: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        engine = sh("bash", INFRA / "docker-engine.sh", "start", timeout=600)
+        self.notes.append(engine.strip())
+        self.started_engine = "started dockerd" in engine
+        lines = sh("bash", INFRA / "base-images.sh", *self.python_versions, timeout=1800)
+        for line in lines.splitlines():
+            _, image, kind, detail = line.split(" ", 3)
+            self.base_images[image.removeprefix("python:").removesuffix("-slim")] = kind
+            if kind != "real":
+                self.notes.append(f"{image}: {kind}: {detail}")
+        self._serve_local_wheels()
+
+    def _serve_local_wheels(self) -> None:
+        """PyTorch's CPU index is out of reach here; pip's local wheel folder stands in."""
+        spec = importlib.util.spec_from_file_location("wheel_index", INFRA / "wheel-index.py")
+        wheel_index = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(wheel_index)
+        wheels = [w.name for d in wheel_index.pip_find_links() for w in Path(d).glob("torch-*")]
+        self.torch_cpu_pythons = {
+            f"{m[1]}.{m[2]}" for w in wheels if (m := re.search(r"\+cpu-cp(\d)(\d+)-", w))
+        }
+        if self.torch_cpu_pythons:
+            self.wheel_index, self._index_server = wheel_index.serve()
+            self.notes.append(
+                f"PyTorch CPU wheels from a local index {self.wheel_index} "
+                f"(Pythons {sorted(self.torch_cpu_pythons)})"
+            )
+
+    def stop(self) -> None:
+        if self._index_server:
+            self._index_server.terminate()
+            self._index_server.wait(timeout=10)
+        if self.started_engine:
+            sh("bash", INFRA / "docker-engine.sh", "stop", timeout=120)
+
+    def build_args(self, c: Combination) -> tuple[dict[str, str], str | None]:
+        """Build arguments for this machine, and why they differ from the defaults if they do."""
+        python, why = c.python_version, None
+        if c.ml_framework == "pytorch" and not c.gpu and self.wheel_index:
+            if python not in self.torch_cpu_pythons:
+                python = min(self.torch_cpu_pythons)
+                why = f"no PyTorch CPU wheel for Python {c.python_version} here"
+        if self.base_images.get(python) == "missing":
+            python = next(v for v in self.python_versions if self.base_images[v] != "missing")
+            why = f"no python:{c.python_version}-slim base here"
+        args = {"PYTHON_VERSION": python} if python != c.python_version else {}
+        if c.ml_framework == "pytorch" and not c.gpu and self.wheel_index:
+            args["TORCH_INDEX_URL"] = self.wheel_index
+        return args, why and f"built against python:{python}-slim: {why}"
+
+
+def context_digest(project: Path, build_args: dict[str, str]) -> str:
+    """Digest of what `docker build` sees: the context after .dockerignore, plus the args."""
+    ignore = (project / ".dockerignore").read_text().splitlines()
+    patterns = [p.strip() for p in ignore if p.strip() and not p.startswith("#")]
+    digest = hashlib.sha256()
+    for name in sorted(exclude_paths(str(project), patterns)):
+        path = project / name
+        if path.is_file():
+            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update((project / "Dockerfile").read_bytes())
+    digest.update(repr(sorted(build_args.items())).encode())
+    return digest.hexdigest()
+
+
+def build(project: Path, tag: str, build_args: dict[str, str], log: Path) -> float:
+    """docker build the runtime image; raises with the log's tail if it fails."""
+    arguments = [arg for k, v in build_args.items() for arg in ("--build-arg", f"{k}={v}")]
+    started = time.monotonic()
+    with log.open("w") as out:
+        result = subprocess.run(
+            [
+                "docker",
+                "build",
+                "--progress",
+                "plain",
+                "--network",
+                "host",
+                "-t",
+                tag,
+                *arguments,
+                ".",
+            ],
+            cwd=project,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            timeout=3600,
+        )
+    if result.returncode:
+        raise AssertionError(f"docker build failed; log {log}:\n{log.read_text()[-4000:]}")
+    return time.monotonic() - started
+
+
+class Builds:
+    """One docker build per distinct build context; every combination maps to one.
+
+    Answers that change nothing in the context (the container registry, say, whose
+    files .dockerignore keeps out) give the same image: the digest proves it.
+    """
+
+    def __init__(self, host: DockerHost, render, log_dir: Path, say) -> None:
+        self.host, self._render, self._log_dir, self._say = host, render, log_dir, say
+        self.keys: dict[str, str] = {}
+        self.members: dict[str, list[str]] = {}
+        self.notes: dict[str, str] = {}
+        self.args: dict[str, dict[str, str]] = {}
+        self.seconds: dict[str, float] = {}
+        self._failures: dict[str, str] = {}
+
+    def plan(self, combinations: list[Combination]) -> None:
+        for c in combinations:
+            args, note = self.host.build_args(c)
+            key = context_digest(self._render(c), args)[:16]
+            self.keys[c.id] = key
+            self.members.setdefault(key, []).append(c.id)
+            self.args[key] = args
+            if note:
+                self.notes[c.id] = note
+
+    def image(self, c: Combination) -> str:
+        key = self.keys[c.id]
+        tag = f"{IMAGE_PREFIX}:{key}"
+        if key in self._failures:
+            raise AssertionError(f"same context as a failed build: {self._failures[key]}")
+        if key not in self.seconds:
+            done = len(self.seconds) + len(self._failures)
+            self._say(
+                f"docker build {done + 1}/{len(self.members)}: {c.id} "
+                f"(context {key}, {len(self.members) - done - 1} left after it)"
+            )
+            try:
+                self.seconds[key] = build(
+                    self._render(c), tag, self.args[key], self._log_dir / f"{key}.log"
+                )
+            except Exception as error:
+                self._failures[key] = f"{c.id}: {error}"
+                raise
+            self._say(f"  built {tag} in {self.seconds[key]:.0f}s")
+        return tag
+
+    def report(self) -> dict:
+        return {
+            "combinations": len(self.keys),
+            "distinct_contexts": len(self.members),
+            "built": len(self.seconds),
+            "failed": sorted(self._failures.values()),
+            "build_seconds": round(sum(self.seconds.values())),
+            "contexts": {
+                key: {"combinations": ids, "build_args": self.args[key]}
+                for key, ids in self.members.items()
+            },
+            "substitutions": self.notes,
+        }

@@ -1,0 +1,27 @@
+"""Predictions straight from a sample artifact, computed outside the image."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def predict(model_dir: Path, rows: list[list[float]]) -> list:
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    artifact = model_dir / metadata["artifact"]
+    features = np.asarray(rows, dtype=metadata["input_schema"]["dtype"])
+    if metadata["framework"] == "scikit-learn":
+        import joblib
+
+        return joblib.load(artifact).predict(features).tolist()
+    if metadata["framework"] == "onnxruntime":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(artifact), providers=["CPUExecutionProvider"])
+        return session.run(None, {session.get_inputs()[0].name: features})[0].tolist()
+    if metadata["framework"] == "pytorch":
+        import torch
+
+        with torch.inference_mode():
+            return torch.jit.load(str(artifact)).eval()(torch.from_numpy(features)).tolist()
+    raise ValueError(f"unknown framework {metadata['framework']!r}")

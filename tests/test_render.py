@@ -1,0 +1,72 @@
+"""Stage 1: every combination renders, every file is sound, lints clean and says what was asked."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from checks import check_file, hadolint, ruff
+from combinations import ALL, Combination
+
+ML_REQUIREMENT = {
+    ("sklearn", False): "scikit-learn==",
+    ("onnxruntime", False): "onnxruntime==",
+    ("onnxruntime", True): "onnxruntime-gpu[cuda,cudnn]==",
+    ("pytorch", False): "torch==2.13.0+cpu",
+    ("pytorch", True): "torch==2.13.0\n",
+}
+REGISTRY_CLIENT = {"s3": "boto3==", "gcs": "google-cloud-storage==", "mlflow": "mlflow-skinny=="}
+
+
+@pytest.mark.parametrize("combination", ALL, ids=lambda c: c.id)
+def test_render(combination: Combination, render):
+    project = render(combination)
+    for path in sorted(project.rglob("*")):
+        if path.is_file():
+            check_file(path, project)
+    assert hadolint(project) == ""
+    assert ruff(project) == ""
+    check_answers(combination, project)
+
+
+def check_answers(c: Combination, project: Path) -> None:
+    """The files carry the answers: the checks a reader of each file would make."""
+    recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert {k: recorded[k] for k in c.answers} == c.answers
+    package = project / "src" / recorded["package_name"]
+
+    dockerfile = (project / "Dockerfile").read_text()
+    assert f"ARG PYTHON_VERSION={c.python_version}\n" in dockerfile
+    assert ("COPY model/ /opt/model/" in dockerfile) == (c.model_source == "embedded")
+    assert ("TORCH_INDEX_URL" in dockerfile) == (c.ml_framework == "pytorch" and not c.gpu)
+
+    ml = (project / "requirements/ml.txt").read_text()
+    assert ML_REQUIREMENT[c.ml_framework, c.gpu] in ml
+    serving = (project / "requirements/serving.txt").read_text()
+    assert ("uvicorn-worker==" in serving) == (c.web_framework == "fastapi")
+    assert ("flask==" in serving) == (c.web_framework == "flask")
+    for registry, client in REGISTRY_CLIENT.items():
+        assert (client in serving) == (c.model_registry == registry)
+    app = (package / "app.py").read_text()
+    assert {"fastapi": "FastAPI", "flask": "Flask"}[c.web_framework] in app
+    assert (package / "download.py").exists() == (c.model_source == "registry")
+
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    (service,) = compose["services"].values()
+    assert ("deploy" in service) == c.gpu
+    assert ("MODEL_URI" in service["environment"]) == (c.model_source == "registry")
+
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yaml").read_text())
+    steps = workflow["jobs"]["image"]["steps"]
+    (meta,) = [s for s in steps if s.get("uses", "").startswith("docker/metadata-action@")]
+    image = meta["with"]["images"]
+    host = {"ghcr": "ghcr.io", "dockerhub": "docker.io"}.get(c.container_registry)
+    assert image == f"{host or recorded['registry_host']}/{recorded['image_path']}"
+    (build,) = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action@")]
+    assert ("linux/arm64" in build["with"]["platforms"]) == (not c.gpu)
+
+    kustomization = yaml.safe_load((project / "k8s/base/kustomization.yaml").read_text())
+    assert [i["name"] for i in kustomization["images"]] == [image]
+    deployment = yaml.safe_load((project / "k8s/base/deployment.yaml").read_text())
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert ("nvidia.com/gpu" in container["resources"]["limits"]) == c.gpu
