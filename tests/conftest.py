@@ -64,6 +64,18 @@ def pytest_report_header():
 REPORT_DIR = TEMPLATE_ROOT / "build" / "test-report"
 
 
+def terminal_writer(config):
+    """Write a line to the terminal now, even while pytest captures output."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    reporter = config.pluginmanager.getplugin("terminalreporter")
+
+    def write(line: str) -> None:
+        with capture.global_and_fixture_disabled():
+            reporter.write_line(line)
+
+    return write
+
+
 @pytest.fixture(scope="session")
 def docker_host(request):
     """A Docker engine and base images, set up here if this machine has none."""
@@ -71,11 +83,11 @@ def docker_host(request):
     from docker_host import DockerHost
 
     host = DockerHost(choices("python_version"))
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    say = terminal_writer(request.config)
     try:
         host.start()
         for note in host.notes:
-            reporter.write_line(f"docker: {note}")
+            say(f"docker: {note}")
         yield host
     finally:
         host.stop()
@@ -86,12 +98,10 @@ def builds(request, docker_host, render):
     from docker_host import Builds
 
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    builds = Builds(docker_host, render, REPORT_DIR, reporter.write_line)
+    say = terminal_writer(request.config)
+    builds = Builds(docker_host, render, REPORT_DIR, say)
     builds.plan(ALL)
-    reporter.write_line(
-        f"docker build plan: {len(ALL)} combinations, {len(builds.members)} distinct contexts"
-    )
+    say(f"docker build plan: {len(ALL)} combinations, {len(builds.members)} distinct contexts")
     yield builds
     report = {"machine": docker_host.notes, **builds.report()}
     (REPORT_DIR / "builds.json").write_text(json.dumps(report, indent=2) + "\n")
