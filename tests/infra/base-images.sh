@@ -10,6 +10,7 @@
 # Prints one line per version:  base-image python:V-slim real|stand-in|missing <detail>
 # Rootfs tarballs are cached in $CACHE, so re-importing a removed stand-in is fast.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 CACHE=${ML_DOCKER_TEMPLATE_CACHE:-/var/cache/ml-docker-template}
 PULL_TIMEOUT=${PULL_TIMEOUT:-120}
@@ -18,11 +19,6 @@ STAND_IN_LABEL=io.github.ml-docker-template.stand-in
 
 log() { echo "base-images: $*" >&2; }
 
-mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 
 debian_suite_for() {
   case $1 in
@@ -66,7 +62,7 @@ bootstrap() {  # ROOT SUITE INCLUDE, logging next to the tarball being built ($t
   local root=$1 suite=$2 include=$3
   need_debootstrap
   log "debootstrap $suite (log: ${tar%.tar}.log)"
-  debootstrap --variant=minbase --include="$include" "$suite" "$root" "$(mirror)" \
+  debootstrap --variant=minbase --include="$include" "$suite" "$root" "$(debian_mirror)" \
     >"${tar%.tar}.log" 2>&1
 }
 

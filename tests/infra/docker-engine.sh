@@ -13,6 +13,7 @@
 # buildx 0.13 and compose 2.26 come from Debian trixie, fetched without touching the
 # system's apt sources, into ${DOCKER_CONFIG:-~/.docker}/cli-plugins.
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/debian.sh"
 
 PIDFILE=/run/ml-docker-template-dockerd.pid
 LOG=/var/log/ml-docker-template-dockerd.log
@@ -23,17 +24,12 @@ TRIXIE_BIN=$CACHE/engine-trixie/bin
 
 log() { echo "docker-engine: $*" >&2; }
 
-mirror() {
-  local uri
-  uri=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-  echo "${uri:-http://deb.debian.org/debian}"
-}
 
 # apt-get download from Debian trixie with private lists and cache; debs land in $CACHE/debs.
 trixie_download() {
   local d=$CACHE/trixie-apt
   mkdir -p "$d/lists/partial" "$d/cache/archives/partial" "$CACHE/debs"
-  echo "deb $(mirror) trixie main" > "$d/sources.list"
+  echo "deb $(debian_mirror) trixie main" > "$d/sources.list"
   local opts=(-o "Dir::Etc::SourceList=$d/sources.list" -o Dir::Etc::SourceParts=/dev/null
               -o "Dir::State::Lists=$d/lists" -o "Dir::Cache=$d/cache" -o APT::Sandbox::User=root)
   apt-get "${opts[@]}" -qq update
