@@ -1,23 +1,35 @@
 """Shared stages: render a combination once, then every stage reuses it."""
 
 import json
+import multiprocessing
+import os
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
+from pytest_copie.plugin import Copie
 
 from combinations import ALL, TEMPLATE_ROOT, Combination
 
+SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
 STAGES = ["test_questionnaire", "test_render", "test_build", "test_serve"]
 
 
-def pytest_collection_modifyitems(items):
+def pytest_collection_modifyitems(config, items):
     def stage(item):
         name = item.module.__name__.rpartition(".")[2]
         return STAGES.index(name) if name in STAGES else len(STAGES)
 
     items.sort(key=stage)
+    params = [
+        p for item in items if hasattr(item, "callspec") for p in item.callspec.params.values()
+    ]
+    selected = dict.fromkeys(p for p in params if isinstance(p, Combination))
+    # The build plan needs every combination's context, so docker stages render them all.
+    docker_stage = any(item.get_closest_marker("docker") for item in items)
+    config.stash[SELECTED] = ALL if docker_stage else list(selected)
 
 
 @pytest.fixture(scope="session")
@@ -33,15 +45,52 @@ def template_dir(tmp_path_factory) -> Path:
     return snapshot
 
 
+def _render_in_worker(copie: Copie, template_dir: Path, todo: list[Combination]) -> list:
+    results = []
+    for c in todo:
+        result = copie.copy(extra_answers=c.answers, template_dir=template_dir)
+        results.append((c.id, result.project_dir, result.exit_code and str(result.exception)))
+    return results
+
+
 class Renders:
     """Each combination rendered at most once per session, by pytest-copie."""
 
-    def __init__(self, copie_session, template_dir: Path) -> None:
+    def __init__(self, copie_session: Copie, template_dir: Path) -> None:
         self._copie = copie_session
         self._template_dir = template_dir
         self._projects: dict[str, Path] = {}
+        self._failures: dict[str, str] = {}
+
+    def prefetch(self, combinations: list[Combination]) -> None:
+        """Render many combinations at once on every core, a pytest-copie Copie per worker."""
+        todo = [c for c in combinations if c.id not in self._projects]
+        workers = min(os.cpu_count() or 1, len(todo) // 10)
+        if workers < 2:
+            return
+        copies = [
+            Copie(self._template_dir, self._copie.test_dir / f"worker{n}", self._copie.config_file)
+            for n in range(workers)
+        ]
+        for copie in copies:
+            copie.test_dir.mkdir()
+        fork = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(workers, mp_context=fork) as pool:
+            chunks = [todo[n::workers] for n in range(workers)]
+            for results in pool.map(
+                _render_in_worker, copies, [self._template_dir] * workers, chunks
+            ):
+                for combination_id, project_dir, failure in results:
+                    if failure:
+                        self._failures[combination_id] = failure
+                    else:
+                        self._projects[combination_id] = project_dir
 
     def __call__(self, combination: Combination) -> Path:
+        if combination.id in self._failures:
+            raise AssertionError(
+                f"{combination.id} did not render: {self._failures[combination.id]}"
+            )
         if combination.id not in self._projects:
             result = self._copie.copy(
                 extra_answers=combination.answers, template_dir=self._template_dir
@@ -53,8 +102,10 @@ class Renders:
 
 
 @pytest.fixture(scope="session")
-def render(copie_session, template_dir) -> Renders:
-    return Renders(copie_session, template_dir)
+def render(request, copie_session, template_dir) -> Renders:
+    renders = Renders(copie_session, template_dir)
+    renders.prefetch(request.config.stash[SELECTED])
+    return renders
 
 
 def pytest_report_header():

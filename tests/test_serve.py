@@ -1,5 +1,6 @@
 """Stage 3: each web framework x ML framework image serves the sample model's own answers."""
 
+import subprocess
 import time
 
 import numpy as np
@@ -36,6 +37,11 @@ def container(request, builds):
         sh("docker", "rm", "--force", container_id, check=False)
 
 
+def container_logs(container_id: str) -> str:
+    result = subprocess.run(["docker", "logs", container_id], capture_output=True, text=True)
+    return result.stdout + result.stderr  # gunicorn logs to stderr
+
+
 def wait_ready(container_id: str, url: str, seconds: float = 180) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -45,9 +51,9 @@ def wait_ready(container_id: str, url: str, seconds: float = 180) -> None:
         except requests.ConnectionError:
             pass
         state = sh("docker", "inspect", "--format", "{{.State.Status}}", container_id).strip()
-        assert state == "running", sh("docker", "logs", container_id, check=False)
+        assert state == "running", container_logs(container_id)
         time.sleep(0.5)
-    raise AssertionError(f"not ready in {seconds}s:\n{sh('docker', 'logs', container_id)}")
+    raise AssertionError(f"not ready in {seconds}s:\n{container_logs(container_id)}")
 
 
 @pytest.mark.parametrize("container", SERVED, ids=lambda c: c.id, indirect=True)
@@ -66,6 +72,8 @@ def test_serves_the_sample_models_predictions(container, render, request):
     assert refused.status_code == 422
     assert refused.json()["error"]["code"] == "invalid_shape"
     assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
+    logs = container_logs(container_id)
+    assert '"level": "error"' not in logs and "Traceback" not in logs, logs
 
     # Exec-form CMD: gunicorn gets SIGTERM, drains and exits 0 well inside the grace period.
     started = time.monotonic()

@@ -71,6 +71,24 @@ def test_bad_input_is_refused_with_json_error(client, body, content_type, status
     assert response.json()["error"]["message"]
 
 
+def test_request_id_is_echoed_or_made(client):
+    given = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert given.headers["X-Request-ID"] == "trace-42"
+    made = client.get("/healthz", headers={"X-Request-ID": "no spaces, please"})
+    assert made.headers["X-Request-ID"] != "no spaces, please"
+    assert len(made.headers["X-Request-ID"]) == 32
+
+
+def test_metrics_count_requests_and_rows(client):
+    client.post("/predict", json=EXAMPLE)
+    page = client.get("/metrics")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/plain")
+    assert 'http_requests_total{method="POST",route="/predict",status="200"}' in page.text
+    assert "predicted_rows_total " in page.text
+    assert "model_batch_rows_bucket" in page.text
+
+
 def test_unknown_route_is_json_404(client):
     response = client.get("/nope")
     assert response.status_code == 404

@@ -1,0 +1,59 @@
+"""JSON log lines on stderr, each carrying the request id of the request it belongs to."""
+
+import contextvars
+import json
+import logging
+import re
+import uuid
+
+request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+_VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def accept_request_id(header: str | None) -> str:
+    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
+    if header and _VALID_REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        line = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+            "request_id": request_id.get(),
+        }
+        line.update(getattr(record, "fields", {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
+
+
+def config(level: str) -> dict:
+    """logging.config.dictConfig settings: gunicorn, the server and the app all log JSON."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": JsonFormatter}},
+        "handlers": {"stderr": handler},
+        "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {
+            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            # One line per request comes from the app, with its request id.
+            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+        },
+    }
+
+
+access_log = logging.getLogger("access")
+
+
+def log_request(method: str, path: str, status: int, seconds: float) -> None:
+    fields = {"method": method, "path": path, "status": status, "duration_ms": seconds * 1000}
+    access_log.info("%s %s %d", method, path, status, extra={"fields": fields})
