@@ -27,9 +27,7 @@ def pytest_collection_modifyitems(config, items):
         p for item in items if hasattr(item, "callspec") for p in item.callspec.params.values()
     ]
     selected = dict.fromkeys(p for p in params if isinstance(p, Combination))
-    # The build plan needs every combination's context, so docker stages render them all.
-    docker_stage = any(item.get_closest_marker("docker") for item in items)
-    config.stash[SELECTED] = ALL if docker_stage else list(selected)
+    config.stash[SELECTED] = list(selected)
 
 
 @pytest.fixture(scope="session")
@@ -151,8 +149,9 @@ def builds(request, docker_host, render):
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     say = terminal_writer(request.config)
     builds = Builds(docker_host, render, REPORT_DIR, say)
-    builds.plan(ALL)
-    say(f"docker build plan: {len(ALL)} combinations, {len(builds.members)} distinct contexts")
+    selected = request.config.stash[SELECTED]
+    builds.plan(selected)
+    say(f"docker build plan: {len(selected)} combinations, {len(builds.members)} distinct contexts")
     yield builds
     report = {"machine": docker_host.notes, **builds.report()}
     (REPORT_DIR / "builds.json").write_text(json.dumps(report, indent=2) + "\n")

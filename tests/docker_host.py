@@ -102,24 +102,14 @@ def context_digest(project: Path, build_args: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def build(project: Path, tag: str, build_args: dict[str, str], log: Path) -> float:
-    """docker build the runtime image; raises with the log's tail if it fails."""
+def build(project: Path, build_args: dict[str, str], log: Path, *options: str) -> float:
+    """docker build with `options` (a tag, a target); raises with the log's tail if it fails."""
     arguments = [arg for k, v in build_args.items() for arg in ("--build-arg", f"{k}={v}")]
+    command = ["docker", "build", "--progress", "plain", "--network", "host", *options]
     started = time.monotonic()
     with log.open("w") as out:
         result = subprocess.run(
-            [
-                "docker",
-                "build",
-                "--progress",
-                "plain",
-                "--network",
-                "host",
-                "-t",
-                tag,
-                *arguments,
-                ".",
-            ],
+            [*command, *arguments, "."],
             cwd=project,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -168,14 +158,19 @@ class Builds:
                 f"(context {key}, {len(self.members) - done - 1} left after it)"
             )
             try:
-                self.seconds[key] = build(
-                    self._render(c), tag, self.args[key], self._log_dir / f"{key}.log"
-                )
+                log = self._log_dir / f"{key}.log"
+                self.seconds[key] = build(self._render(c), self.args[key], log, "--tag", tag)
             except Exception as error:
                 self._failures[key] = f"{c.id}: {error}"
                 raise
             self._say(f"  built {tag} in {self.seconds[key]:.0f}s")
         return tag
+
+    def run_tests(self, c: Combination) -> float:
+        """Build the Dockerfile's test stage: the generated project's own pytest suite."""
+        key = self.keys[c.id]
+        log = self._log_dir / f"{key}-test.log"
+        return build(self._render(c), self.args[key], log, "--target", "test")
 
     def report(self) -> dict:
         return {

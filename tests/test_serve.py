@@ -1,7 +1,12 @@
-"""Stage 3: each web framework x ML framework image serves the sample model's own answers."""
+"""Stage 3: the built images serve: right answers, refusals, batching and shutdown."""
 
+import contextlib
+import json
 import subprocess
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -19,64 +24,200 @@ SERVED = [
     for web in choices("web_framework")
     for ml in choices("ml_framework")
 ]
-GRACE_SECONDS = 30
+PER_WEB_FRAMEWORK = [c for c in SERVED if c.ml_framework == "sklearn"]
+IRIS = load_iris().data.tolist()
+JSON = {"Content-Type": "application/json"}
 
 
-@pytest.fixture
-def container(request, builds):
-    """Run the combination's image, published on loopback only; removed by id afterwards."""
-    combination = request.param
+@dataclass
+class Service:
+    container_id: str
+    url: str
+
+    def logs(self) -> str:
+        result = subprocess.run(
+            ["docker", "logs", self.container_id], capture_output=True, text=True
+        )
+        return result.stdout + result.stderr  # the service logs to stderr
+
+    def wait_ready(self, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            state = sh("docker", "inspect", "--format", "{{.State.Status}}", self.container_id)
+            assert state.strip() == "running", self.logs()
+            time.sleep(0.5)
+        raise AssertionError(f"not ready in {seconds}s:\n{self.logs()}")
+
+    def stop(self, grace: int) -> tuple[float, int]:
+        """docker stop (SIGTERM, then SIGKILL after `grace`): seconds taken and exit code."""
+        started = time.monotonic()
+        sh("docker", "stop", "--time", grace, self.container_id, timeout=grace + 30)
+        exit_code = sh("docker", "inspect", "--format", "{{.State.ExitCode}}", self.container_id)
+        return time.monotonic() - started, int(exit_code)
+
+    def predict(self, rows: list, timeout: float = 30) -> requests.Response:
+        return requests.post(f"{self.url}/predict", json={"instances": rows}, timeout=timeout)
+
+
+@contextlib.contextmanager
+def serving(image: str, **env: str):
+    """Run the image hardened as in production, published on loopback only; removed by id."""
+    environment = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
     container_id = sh(
         "docker", "run", "--detach", "--read-only", "--tmpfs", "/tmp",
-        "--publish", "127.0.0.1::8000", builds.image(combination),
+        "--publish", "127.0.0.1::8000", *environment, image,
     ).strip()  # fmt: skip
     try:
         port = sh("docker", "port", container_id, "8000/tcp").split(":")[-1].strip()
-        yield container_id, f"http://127.0.0.1:{port}"
+        service = Service(container_id, f"http://127.0.0.1:{port}")
+        service.wait_ready()
+        yield service
     finally:
         sh("docker", "rm", "--force", container_id, check=False)
 
 
-def container_logs(container_id: str) -> str:
-    result = subprocess.run(["docker", "logs", container_id], capture_output=True, text=True)
-    return result.stdout + result.stderr  # gunicorn logs to stderr
-
-
-def wait_ready(container_id: str, url: str, seconds: float = 180) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except requests.ConnectionError:
-            pass
-        state = sh("docker", "inspect", "--format", "{{.State.Status}}", container_id).strip()
-        assert state == "running", container_logs(container_id)
-        time.sleep(0.5)
-    raise AssertionError(f"not ready in {seconds}s:\n{container_logs(container_id)}")
-
-
-@pytest.mark.parametrize("container", SERVED, ids=lambda c: c.id, indirect=True)
-def test_serves_the_sample_models_predictions(container, render, request):
-    container_id, url = container
-    combination = request.node.callspec.params["container"]
-    wait_ready(container_id, url)
-
-    rows = load_iris().data.tolist() + np.random.default_rng(0).uniform(0, 8, (50, 4)).tolist()
+@pytest.mark.parametrize("combination", SERVED, ids=lambda c: c.id)
+def test_serves_the_sample_models_predictions(combination, builds, render):
+    rows = IRIS + np.random.default_rng(0).uniform(0, 8, (50, 4)).tolist()
     expected = reference.predict(render(combination) / "model", rows)
-    response = requests.post(f"{url}/predict", json={"instances": rows}, timeout=30)
-    assert response.status_code == 200, response.text
-    assert response.json() == {"predictions": expected}
+    with serving(builds.image(combination)) as service:
+        response = service.predict(rows)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"predictions": expected}
 
-    refused = requests.post(f"{url}/predict", json={"instances": [[1, 2]]}, timeout=10)
-    assert refused.status_code == 422
-    assert refused.json()["error"]["code"] == "invalid_shape"
-    assert requests.get(f"{url}/healthz", timeout=10).status_code == 200
-    logs = container_logs(container_id)
-    assert '"level": "error"' not in logs and "Traceback" not in logs, logs
+        refused = service.predict([[1, 2]])
+        assert refused.status_code == 422
+        assert refused.json()["error"]["code"] == "invalid_shape"
+        assert requests.get(f"{service.url}/healthz", timeout=10).status_code == 200
+        logs = service.logs()
+        assert '"level": "error"' not in logs and "Traceback" not in logs, logs
 
-    # Exec-form CMD: gunicorn gets SIGTERM, drains and exits 0 well inside the grace period.
-    started = time.monotonic()
-    sh("docker", "stop", "--time", GRACE_SECONDS, container_id, timeout=GRACE_SECONDS + 30)
-    assert time.monotonic() - started < GRACE_SECONDS - 5
-    assert sh("docker", "inspect", "--format", "{{.State.ExitCode}}", container_id).strip() == "0"
+        # Exec-form CMD: gunicorn gets SIGTERM, drains and exits 0 well inside the grace period.
+        seconds, exit_code = service.stop(grace=30)
+        assert exit_code == 0 and seconds < 25, (seconds, exit_code)
+
+
+MAX_ROWS, MAX_BODY_BYTES = 10, 4096
+
+
+@dataclass
+class Bad:
+    what: str
+    body: bytes
+    status: int
+    code: str
+    method: str = "POST"
+    path: str = "/predict"
+    headers: dict = field(default_factory=lambda: JSON)
+
+
+ROW = b"[1, 2, 3, 4]"
+BAD_REQUESTS = [
+    Bad("not JSON", b"{oops", 400, "invalid_json"),
+    Bad("deep nesting", b"[" * 3000, 400, "invalid_json"),
+    Bad("no instances", b'{"rows": []}', 422, "invalid_body"),
+    Bad("empty batch", b'{"instances": []}', 422, "invalid_instances"),
+    Bad("row too short", b'{"instances": [[1, 2]]}', 422, "invalid_shape"),
+    Bad("flat list", b'{"instances": [1, 2, 3, 4]}', 422, "invalid_shape"),
+    Bad("string", b'{"instances": [[1, "2", 3, 4]]}', 422, "invalid_type"),
+    Bad("null", b'{"instances": [[1, null, 3, 4]]}', 422, "invalid_type"),
+    Bad("NaN", b'{"instances": [[1, NaN, 3, 4]]}', 422, "invalid_value"),
+    Bad("infinity", b'{"instances": [[1, 1e999, 3, 4]]}', 422, "invalid_value"),
+    Bad("huge int", b'{"instances": [[1, 1' + b"0" * 400 + b", 3, 4]]}", 422, "invalid_value"),
+    Bad("too many rows", b'{"instances": [' + b", ".join([ROW] * (MAX_ROWS + 1)) + b"]}", 422,
+        "too_many_rows"),
+    Bad("body too large", b" " * MAX_BODY_BYTES + b"{}", 413, "body_too_large"),
+    Bad("wrong content type", b'{"instances": [[1, 2, 3, 4]]}', 415, "unsupported_media_type",
+        headers={"Content-Type": "text/plain"}),
+    Bad("no content type", b'{"instances": [[1, 2, 3, 4]]}', 415, "unsupported_media_type",
+        headers={}),
+    Bad("wrong method", b"", 405, "method_not_allowed", method="GET"),
+    Bad("unknown path", b"", 404, "not_found", method="GET", path="/nope"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_bad_requests_get_a_4xx_json_error_and_the_service_stays_healthy(combination, builds):
+    limits = {"MAX_ROWS": str(MAX_ROWS), "MAX_BODY_BYTES": str(MAX_BODY_BYTES)}
+    with serving(builds.image(combination), **limits) as service:
+        for bad in BAD_REQUESTS:
+            response = requests.request(
+                bad.method, service.url + bad.path, data=bad.body, headers=bad.headers, timeout=10
+            )
+            error = response.json()["error"]
+            assert (response.status_code, error["code"]) == (bad.status, bad.code), bad.what
+            assert error["message"], bad.what
+        # A body streamed without Content-Length is cut off at the limit all the same.
+        chunks = (b" " * 1024 for _ in range(MAX_BODY_BYTES // 1024 + 2))
+        response = requests.post(f"{service.url}/predict", data=chunks, headers=JSON, timeout=10)
+        assert response.status_code == 413
+        assert service.predict(IRIS[:3]).json() == {"predictions": [0, 0, 0]}
+        assert "Traceback" not in service.logs()
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_concurrent_requests_each_get_their_own_predictions(combination, builds, render):
+    # 64 requests at once, each with distinct rows: one caller's answer must never be another's.
+    rng = np.random.default_rng(1)
+    batches = [IRIS[i : i + 1 + i % 3] + rng.uniform(0, 8, (i % 4, 4)).tolist() for i in range(64)]
+    model_dir = render(combination) / "model"
+    expected = [reference.predict(model_dir, rows) for rows in batches]
+    with serving(builds.image(combination), WORKERS="2") as service:
+        for _ in range(3):
+            start = threading.Barrier(64)
+
+            def call(rows, start=start):
+                start.wait()
+                return service.predict(rows).json()["predictions"]
+
+            with ThreadPoolExecutor(64) as pool:
+                assert list(pool.map(call, batches)) == expected
+        metrics = requests.get(f"{service.url}/metrics", timeout=10).text
+    model_calls = metric(metrics, "model_batch_rows_count")
+    assert metric(metrics, "predicted_rows_total") == 3 * sum(len(rows) for rows in batches)
+    assert model_calls < 3 * 64, "concurrent requests never shared a model call"
+
+
+def metric(page: str, name: str) -> float:
+    (line,) = [line for line in page.splitlines() if line.startswith(name + " ")]
+    return float(line.split()[1])
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_sigterm_under_load_loses_no_accepted_request(combination, builds):
+    grace = 10
+    with serving(builds.image(combination), WORKERS="2", GRACEFUL_TIMEOUT=str(grace)) as service:
+        outcomes: list[str] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                try:
+                    response = service.predict(IRIS[:5], timeout=grace + 5)
+                    outcomes.append(str(response.status_code))
+                except requests.ConnectionError:
+                    outcomes.append("refused")  # the listener has closed
+                    time.sleep(0.05)
+
+        with ThreadPoolExecutor(8) as pool:
+            for _ in range(8):
+                pool.submit(load)
+            time.sleep(2)
+            served_before = outcomes.count("200")
+            seconds, exit_code = service.stop(grace=grace + 20)
+            stop.set()
+        answered = [
+            line["status"]
+            for line in map(json.loads, service.logs().splitlines())
+            if line.get("logger") == "access" and line["path"] == "/predict"
+        ]
+    assert served_before > 0
+    assert set(outcomes) <= {"200", "refused"}, sorted(set(outcomes))
+    # Every request the service took in, it answered, and the answer arrived.
+    assert set(answered) == {200}
+    assert outcomes.count("200") == len(answered)
+    assert exit_code == 0
+    assert seconds < grace + 5, f"took {seconds:.1f}s to stop"
