@@ -1,6 +1,6 @@
 """Save the render's model.joblib as an MLflow model directory (run with bench/.venv's python).
 
-    python mlflow_model.py SRC/model.joblib DEST_DIR
+python mlflow_model.py SRC/model.joblib DEST_DIR
 """
 
 import shutil

@@ -82,15 +82,19 @@ def render_and_build(framework: str) -> tuple[Path, str]:
     target = WORK / f"render-{framework}"
     shutil.rmtree(target, ignore_errors=True)
     log(f"rendering and building the generated {framework} service")
-    sh(VENV / "bin" / "copier", "copy", "--defaults", "--quiet", "--vcs-ref", "HEAD",
-       "--data", f"web_framework={framework}", REPO, target, log_to=WORK / f"render-{framework}.log")
+    copy = "copy --defaults --quiet --vcs-ref HEAD --data".split()
+    sh(VENV / "bin" / "copier", *copy, f"web_framework={framework}", REPO, target,
+       log_to=WORK / f"render-{framework}.log")  # fmt: skip
     answers = (target / ".copier-answers.yml").read_text()
-    python = next(line.split(":", 1)[1].strip().strip("'\"") for line in answers.splitlines()
-                  if line.startswith("python_version:"))
+    python = next(
+        line.split(":", 1)[1].strip().strip("'\"")
+        for line in answers.splitlines()
+        if line.startswith("python_version:")
+    )
     sh("bash", "tests/infra/base-images.sh", python, cwd=REPO, log_to=WORK / "base-images.log")
     tag = f"ml-docker-template-bench-{framework}:latest"
-    sh("docker", "build", "--progress", "plain", "--network", "host", "-t", tag, target,
-       log_to=WORK / f"build-{framework}.log")
+    build = "docker build --progress plain --network host -t".split()
+    sh(*build, tag, target, log_to=WORK / f"build-{framework}.log")
     return target, tag
 
 
@@ -102,14 +106,18 @@ def prepare_anchors(model: Path) -> Path:
 
 
 def reference_predictions(model: Path, rows: list) -> list:
-    code = ("import json, sys, joblib, numpy as np; m = joblib.load(sys.argv[1]); "
-            "print(json.dumps(m.predict(np.asarray(json.loads(sys.argv[2]), 'float64')).tolist()))")
+    code = (
+        "import json, sys, joblib, numpy as np; m = joblib.load(sys.argv[1]); "
+        "print(json.dumps(m.predict(np.asarray(json.loads(sys.argv[2]), 'float64')).tolist()))"
+    )
     return json.loads(sh(VPY, "-c", code, model, json.dumps(rows)).stdout)
 
 
 def versions() -> dict:
-    code = ("import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
-            "['mlflow', 'bentoml', 'scikit-learn', 'uvicorn']}))")
+    code = (
+        "import importlib.metadata as m, json; print(json.dumps({p: m.version(p) for p in "
+        "['mlflow', 'bentoml', 'scikit-learn', 'uvicorn']}))"
+    )
     return json.loads(sh(VPY, "-c", code).stdout)
 
 
@@ -161,9 +169,9 @@ class Container:
     def __init__(self, name: str, image: str, port: int, workers: int, env: list) -> None:
         self.name = name
         settings = [f"PORT={port}", f"WORKERS={workers}", *env]
-        self.cid = sh("docker", "run", "-d", "--network", "host", "--name",
-                      f"bench-{name}-{os.getpid()}",
-                      *(x for setting in settings for x in ("-e", setting)), image).stdout.strip()
+        run = ["docker", "run", "-d", "--network", "host", "--name", f"bench-{name}-{os.getpid()}"]
+        env = [x for setting in settings for x in ("-e", setting)]
+        self.cid = sh(*run, *env, image).stdout.strip()
 
     def root_pid(self) -> int:  # the container's PID 1 (gunicorn's master) as the host sees it
         return int(sh("docker", "inspect", "-f", "{{.State.Pid}}", self.cid).stdout)
@@ -173,8 +181,7 @@ class Container:
         return state.strip() == "true"
 
     def stop(self) -> None:
-        subprocess.run(["docker", "stop", "-t", str(STOP_TIMEOUT_S), self.cid],
-                       capture_output=True)
+        subprocess.run(["docker", "stop", "-t", str(STOP_TIMEOUT_S), self.cid], capture_output=True)
         with (WORK / f"server-{self.name}.log").open("w") as out:
             subprocess.run(["docker", "logs", self.cid], stdout=out, stderr=subprocess.STDOUT)
         subprocess.run(["docker", "rm", "-f", self.cid], capture_output=True)
@@ -185,9 +192,14 @@ class Process:
 
     def __init__(self, name: str, command: list, env: dict, cwd: Path) -> None:
         self.log = (WORK / f"server-{name}.log").open("w")
-        self.proc = subprocess.Popen(command, env={**os.environ, **env}, cwd=cwd,
-                                     stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
+        self.proc = subprocess.Popen(
+            command,
+            env={**os.environ, **env},
+            cwd=cwd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
     def root_pid(self) -> int:
         return self.proc.pid
@@ -235,14 +247,16 @@ def start(name: str, args, images: dict, model: Path, mlflow_dir: Path):
         return Container(name, images[name], port, workers, args.env)
     path = f"{VENV / 'bin'}{os.pathsep}{os.environ['PATH']}"  # mlflow execs `uvicorn`
     if name == "mlflow":
-        return Process(name, [VENV / "bin" / "mlflow", "models", "serve", "-m", mlflow_dir,
-                              "--env-manager", "local", "--host", "127.0.0.1",
-                              "--port", str(port), "--workers", str(workers)],
-                       {"PATH": path}, WORK)
-    return Process(name, [VENV / "bin" / "bentoml", "serve", "bento_service:IrisClassifier",
-                          "--host", "127.0.0.1", "--port", str(port)],
-                   {"PATH": path, "BENCH_MODEL": str(model), "BENCH_WORKERS": str(workers),
-                    "BENTOML_DO_NOT_TRACK": "True"}, BENCH)
+        serve = "models serve --env-manager local --host 127.0.0.1".split()
+        command = [VENV / "bin" / "mlflow", *serve, "-m", mlflow_dir, "--port", str(port),
+                   "--workers", str(workers)]  # fmt: skip
+        return Process(name, command, {"PATH": path}, WORK)
+    # bento_service.py reads the model path and the worker count from the environment.
+    serve = "serve bento_service:IrisClassifier --host 127.0.0.1".split()
+    command = [VENV / "bin" / "bentoml", *serve, "--port", str(port)]
+    env = {"PATH": path, "BENCH_MODEL": str(model), "BENCH_WORKERS": str(workers),
+           "BENTOML_DO_NOT_TRACK": "True"}  # fmt: skip
+    return Process(name, command, env, BENCH)
 
 
 def http(url: str, body: str | None = None, timeout: float = 5) -> tuple[int, bytes]:
@@ -273,10 +287,9 @@ def wrk(args, url: str, seconds: int, body: str | None, label: str) -> dict:
     """One closed-loop wrk run; the summary comes from wrk.lua's done()."""
     command = ["wrk", "-t", str(args.wrk_threads), "-c", str(args.connections),
                "-d", f"{seconds}s", "--timeout", "10s", "--latency",
-               "-s", str(BENCH / "wrk.lua"), url]
+               "-s", str(BENCH / "wrk.lua"), url]  # fmt: skip
     env = {**os.environ, "BENCH_BODY": body or ""}
-    done = subprocess.run(command, env=env, capture_output=True, text=True,
-                          timeout=seconds + 60)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
     (WORK / "results" / f"{label}.txt").write_text(done.stdout + done.stderr)
     line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_SUMMARY ")), None)
     if done.returncode or line is None:
@@ -298,8 +311,9 @@ class Result:
     load: tuple = ()
 
 
-def measure(name: str, args, images: dict, model: Path, mlflow_dir: Path,
-            check_rows: list, expected: list) -> Result:
+def measure(
+    name: str, args, images: dict, model: Path, mlflow_dir: Path, check_rows: list, expected: list
+) -> Result:
     spec, port = SPECS[name], args.port
     base = f"http://127.0.0.1:{port}"
     result = Result(name)
@@ -334,15 +348,15 @@ def measure(name: str, args, images: dict, model: Path, mlflow_dir: Path,
         sampler.start()
         try:
             log(f"{name}: POST {spec.predict_path} for {args.duration} s")
-            result.predict = wrk(args, base + spec.predict_path, args.duration, ROW_BODY,
-                                 f"{name}-predict")
+            result.predict = wrk(
+                args, base + spec.predict_path, args.duration, ROW_BODY, f"{name}-predict"
+            )
         finally:
             stop.set()
             sampler.join()
         result.rss_peak = max(samples, default=0)
         log(f"{name}: GET {spec.health_path} for {args.duration} s")
-        result.health = wrk(args, base + spec.health_path, args.duration, None,
-                            f"{name}-health")
+        result.health = wrk(args, base + spec.health_path, args.duration, None, f"{name}-health")
     except Exception as error:  # noqa: BLE001 -- reported in the table, the run goes on
         result.error = str(error).splitlines()[0][:200]
         log(f"{name}: FAILED: {error}")
@@ -364,12 +378,14 @@ def report(results: list[Result], args, info: dict) -> int:
     def ms(us: float) -> str:
         return f"{us / 1000:.1f}"
 
-    header = ["service", "rps", "p50 ms", "p99 ms", "non-2xx", "sock err", "ready s",
-              "RSS MiB", "healthz rps", "rps/anchor", "p99/anchor"]
+    header = (
+        "service|rps|p50 ms|p99 ms|non-2xx|sock err|ready s|RSS MiB|healthz rps|rps/anchor|"
+        "p99/anchor"
+    ).split("|")
     rows = []
     for r in results:
         if r.error:
-            rows.append([r.name, "FAILED: " + r.error] + [""] * (len(header) - 2))
+            rows.append([r.name, "failed"] + [""] * (len(header) - 2))
             continue
         p, h = r.predict, r.health
         ratio = p99 = "-"
@@ -380,32 +396,42 @@ def report(results: list[Result], args, info: dict) -> int:
             ratio, p99 = "1.00x (anchor)", "1.00"
         rows.append([r.name, f"{p['rps']:.0f}", ms(p["p50_us"]), ms(p["p99_us"]),
                      str(p["non2xx"]), str(p["socket_errors"]), f"{r.ready_s:.2f}",
-                     f"{r.rss_peak / 2**20:.0f}", f"{h['rps']:.0f}", ratio, p99])
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows)]
+                     f"{r.rss_peak / 2**20:.0f}", f"{h['rps']:.0f}", ratio, p99])  # fmt: skip
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     line = "  ".join
 
     print()
-    print(f"wrk {args.connections} connections, {args.wrk_threads} threads, {args.duration} s, "
-          f"1-row POST {ROW_BODY}; {args.workers} worker(s) each; loopback 127.0.0.1")
-    print(f"mlflow {info['mlflow']}, bentoml {info['bentoml']}, scikit-learn "
-          f"{info['scikit-learn']}; {os.cpu_count()} CPUs; generated containers: "
-          f"{' '.join(args.env) or 'default settings'}")
+    print(
+        f"wrk {args.connections} connections, {args.wrk_threads} threads, {args.duration} s, "
+        f"1-row POST {ROW_BODY}; {args.workers} worker(s) each; loopback 127.0.0.1"
+    )
+    print(
+        f"mlflow {info['mlflow']}, bentoml {info['bentoml']}, scikit-learn "
+        f"{info['scikit-learn']}; {os.cpu_count()} CPUs; generated containers: "
+        f"{' '.join(args.env) or 'default settings'}"
+    )
     print()
-    print(line(h.ljust(w) for h, w in zip(header, widths)))
+    print(line(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print(line("-" * w for w in widths))
     for row in rows:
-        print(line(str(x).ljust(w) for x, w in zip(row, widths)))
+        print(line(str(x).ljust(w) for x, w in zip(row, widths, strict=True)))
     print()
-    print("rps, p50, p99, non-2xx, sock err: the predict run. ready s: start to first 200 from "
-          "the readiness endpoint.\nRSS: peak over the run of the summed VmRSS of the server's "
-          "process tree. healthz rps: the same wrk\nagainst the cheapest GET health endpoint. "
-          "Ratios: to the better anchor (higher predict rps).")
+    print(
+        "rps, p50, p99, non-2xx, sock err: the predict run. ready s: start to first 200 from "
+        "the readiness endpoint.\nRSS: peak over the run of the summed VmRSS of the server's "
+        "process tree. healthz rps: the same wrk\nagainst the cheapest GET health endpoint. "
+        "Ratios: to the better anchor (higher predict rps)."
+    )
     loads = ", ".join(f"{r.name} {r.load[0]:.2f}->{r.load[1]:.2f}" for r in results if r.load)
     print(f"1-min load average before->after each server: {loads}")
     for r in results:
+        if r.error:
+            print(f"failed: {r.name}: {r.error} (logs in bench/.work/)")
         if r.health and r.health["non2xx"] + r.health["socket_errors"]:
-            print(f"note: {r.name} healthz run: {r.health['non2xx']} non-2xx, "
-                  f"{r.health['socket_errors']} socket errors")
+            print(
+                f"note: {r.name} healthz run: {r.health['non2xx']} non-2xx, "
+                f"{r.health['socket_errors']} socket errors"
+            )
     print()
 
     verdicts = []
@@ -420,24 +446,38 @@ def report(results: list[Result], args, info: dict) -> int:
     b = best.predict
     if "fastapi" in ok:
         f = ok["fastapi"].predict
-        target(f"fastapi rps >= 8x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
-               f"{f['rps'] / b['rps']:.2f}x", f["rps"] >= 8 * b["rps"])
-        target(f"fastapi p99 <= 1/3 of {best.name} p99 ({ms(b['p99_us'])} ms): "
-               f"{ms(f['p99_us'])} ms = {f['p99_us'] / b['p99_us']:.2f}",
-               3 * f["p99_us"] <= b["p99_us"])
+        target(
+            f"fastapi rps >= 8x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
+            f"{f['rps'] / b['rps']:.2f}x",
+            f["rps"] >= 8 * b["rps"],
+        )
+        target(
+            f"fastapi p99 <= 1/3 of {best.name} p99 ({ms(b['p99_us'])} ms): "
+            f"{ms(f['p99_us'])} ms = {f['p99_us'] / b['p99_us']:.2f}",
+            3 * f["p99_us"] <= b["p99_us"],
+        )
     if "flask" in ok:
         f = ok["flask"].predict
-        target(f"flask rps >= 2.5x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
-               f"{f['rps'] / b['rps']:.2f}x", f["rps"] >= 2.5 * b["rps"])
+        target(
+            f"flask rps >= 2.5x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
+            f"{f['rps'] / b['rps']:.2f}x",
+            f["rps"] >= 2.5 * b["rps"],
+        )
         both = ", ".join(f"{a.name} {ms(a.predict['p99_us'])} ms" for a in anchors)
-        target(f"flask p99 below both anchors' p99 ({both}): {ms(f['p99_us'])} ms",
-               all(f["p99_us"] < a.predict["p99_us"] for a in anchors) and len(anchors) == 2)
+        target(
+            f"flask p99 below both anchors' p99 ({both}): {ms(f['p99_us'])} ms",
+            all(f["p99_us"] < a.predict["p99_us"] for a in anchors) and len(anchors) == 2,
+        )
     generated = [ok[n] for n in ("fastapi", "flask") if n in ok]
     if generated:
-        counts = ", ".join(f"{r.name} {r.predict['non2xx']} non-2xx + "
-                           f"{r.predict['socket_errors']} socket errors" for r in generated)
-        target(f"zero non-2xx (generated services): {counts}",
-               all(r.predict["non2xx"] + r.predict["socket_errors"] == 0 for r in generated))
+        counts = ", ".join(
+            f"{r.name} {r.predict['non2xx']} non-2xx + {r.predict['socket_errors']} socket errors"
+            for r in generated
+        )
+        target(
+            f"zero non-2xx (generated services): {counts}",
+            all(r.predict["non2xx"] + r.predict["socket_errors"] == 0 for r in generated),
+        )
     if len(ok) < len(results):
         return 2
     return 0 if all(verdicts) else 1
@@ -452,8 +492,13 @@ def main() -> int:
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=18080, help="loopback port for each server")
     parser.add_argument("--servers", nargs="+", choices=ALL_SERVERS, default=ALL_SERVERS)
-    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
-                        help="extra setting for the generated containers (e.g. LOG_LEVEL=warning)")
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra setting for the generated containers (e.g. LOG_LEVEL=warning)",
+    )
     args = parser.parse_args()
 
     (WORK / "results").mkdir(parents=True, exist_ok=True)
@@ -471,8 +516,9 @@ def main() -> int:
     expected = reference_predictions(model, example)
     info = versions()
 
-    results = [measure(name, args, images, model, mlflow_dir, example, expected)
-               for name in args.servers]
+    results = [
+        measure(name, args, images, model, mlflow_dir, example, expected) for name in args.servers
+    ]
     return report(results, args, info)
 
 

@@ -17,17 +17,23 @@ SELECTED = pytest.StashKey[list]()
 STAGES = ["test_questionnaire", "test_render", "test_build", "test_serve"]
 
 
-def pytest_collection_modifyitems(config, items):
+def pytest_collection_modifyitems(items):
     def stage(item):
         name = item.module.__name__.rpartition(".")[2]
         return STAGES.index(name) if name in STAGES else len(STAGES)
 
     items.sort(key=stage)
+
+
+def pytest_collection_finish(session):
+    """The combinations the selected tests use: only those are rendered and built."""
     params = [
-        p for item in items if hasattr(item, "callspec") for p in item.callspec.params.values()
+        p
+        for item in session.items
+        for p in getattr(item, "callspec", None) and item.callspec.params.values() or ()
     ]
     selected = dict.fromkeys(p for p in params if isinstance(p, Combination))
-    config.stash[SELECTED] = list(selected)
+    session.config.stash[SELECTED] = list(selected)
 
 
 @pytest.fixture(scope="session")
