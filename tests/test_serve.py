@@ -221,3 +221,14 @@ def test_sigterm_under_load_loses_no_accepted_request(combination, builds):
     assert outcomes.count("200") == len(answered)
     assert exit_code == 0
     assert seconds < grace + 5, f"took {seconds:.1f}s to stop"
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_bad_configuration_stops_with_a_message_naming_the_variable(combination, builds):
+    result = subprocess.run(
+        ["docker", "run", "--rm", "--env", "WORKERS=many", "--env", "MAX_ROWS=0",
+         builds.image(combination)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "WORKERS" in result.stderr and "MAX_ROWS" in result.stderr, result.stderr
