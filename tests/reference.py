@@ -23,5 +23,5 @@ def predict(model_dir: Path, rows: list[list[float]]) -> list:
         import torch
 
         with torch.inference_mode():
-            return torch.jit.load(str(artifact)).eval()(torch.from_numpy(features)).tolist()
+            return torch.export.load(str(artifact)).module()(torch.from_numpy(features)).tolist()
     raise ValueError(f"unknown framework {metadata['framework']!r}")
