@@ -150,6 +150,14 @@ def start_time(pid: int) -> int | None:
         return None
 
 
+def cpu_probe_ms() -> float:
+    """A fixed pure-Python loop: shows how fast this (virtual) CPU is right now."""
+    started, total = time.perf_counter(), 0
+    for i in range(2_000_000):
+        total += i
+    return (time.perf_counter() - started) * 1000
+
+
 def tree_rss_bytes(root: int) -> int:
     """Sum of VmRSS over the process tree (shared pages count once per process)."""
     total = 0
@@ -309,6 +317,7 @@ class Result:
     health: dict = field(default_factory=dict)
     rss_peak: int = 0
     load: tuple = ()
+    probe_ms: float = 0.0
 
 
 def measure(
@@ -316,7 +325,7 @@ def measure(
 ) -> Result:
     spec, port = SPECS[name], args.port
     base = f"http://127.0.0.1:{port}"
-    result = Result(name)
+    result = Result(name, probe_ms=cpu_probe_ms())
     load_before = os.getloadavg()[0]
     server = None
     try:
@@ -424,6 +433,8 @@ def report(results: list[Result], args, info: dict) -> int:
     )
     loads = ", ".join(f"{r.name} {r.load[0]:.2f}->{r.load[1]:.2f}" for r in results if r.load)
     print(f"1-min load average before->after each server: {loads}")
+    probes = ", ".join(f"{r.name} {r.probe_ms:.0f}" for r in results)
+    print(f"CPU probe before each server (ms for a fixed Python loop; lower is faster): {probes}")
     for r in results:
         if r.error:
             print(f"failed: {r.name}: {r.error} (logs in bench/.work/)")
