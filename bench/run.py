@@ -455,13 +455,18 @@ def report(results: list[Result], args, info: dict) -> int:
         print("no anchor finished: no targets can be checked")
         return 2
     b = best.predict
+
+    def rps_target(name: str, factor: float) -> None:
+        f = ok[name].predict
+        target(
+            f"{name} rps >= {factor:g}x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
+            f"{f['rps'] / b['rps']:.2f}x",
+            f["rps"] >= factor * b["rps"],
+        )
+
     if "fastapi" in ok:
         f = ok["fastapi"].predict
-        target(
-            f"fastapi rps >= 8x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
-            f"{f['rps'] / b['rps']:.2f}x",
-            f["rps"] >= 8 * b["rps"],
-        )
+        rps_target("fastapi", 8)
         target(
             f"fastapi p99 <= 1/3 of {best.name} p99 ({ms(b['p99_us'])} ms): "
             f"{ms(f['p99_us'])} ms = {f['p99_us'] / b['p99_us']:.2f}",
@@ -469,11 +474,7 @@ def report(results: list[Result], args, info: dict) -> int:
         )
     if "flask" in ok:
         f = ok["flask"].predict
-        target(
-            f"flask rps >= 2.5x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} rps = "
-            f"{f['rps'] / b['rps']:.2f}x",
-            f["rps"] >= 2.5 * b["rps"],
-        )
+        rps_target("flask", 2.5)
         both = ", ".join(f"{a.name} {ms(a.predict['p99_us'])} ms" for a in anchors)
         target(
             f"flask p99 below both anchors' p99 ({both}): {ms(f['p99_us'])} ms",
