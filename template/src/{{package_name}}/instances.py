@@ -18,6 +18,11 @@ def parse_body(body: bytes) -> object:
         raise RequestError(400, "invalid_json", "request body is nested too deeply") from None
 
 
+def check_body_size(size: int, limit: int) -> None:
+    if size > limit:
+        raise RequestError(413, "body_too_large", f"request body over {limit} bytes")
+
+
 def parse_instances(payload: object, n_features: int, max_rows: int, dtype: str) -> np.ndarray:
     """Turn `{"instances": [[...], ...]}` into a (rows, n_features) array, or refuse it."""
     if not isinstance(payload, dict) or "instances" not in payload:
