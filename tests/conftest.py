@@ -158,12 +158,17 @@ def builds(request, docker_host, render):
     selected = request.config.stash[SELECTED]
     builds.plan(selected)
     say(f"docker build plan: {len(selected)} combinations, {len(builds.members)} distinct contexts")
+    if len(selected) == len(ALL):
+        say(f"docker: removed {len(builds.prune_stale())} images of contexts no longer in the plan")
     yield builds
+    builds.close()
     report = {"machine": docker_host.notes, **builds.report()}
     (REPORT_DIR / "builds.json").write_text(json.dumps(report, indent=2) + "\n")
     request.config.stash[BUILD_SUMMARY] = (
         f"docker builds: {report['built']} contexts built for {report['combinations']} "
         f"combinations in {report['build_seconds']}s, {len(report['failed'])} failed; "
+        f"{report['test_stages_passed']} test stages passed in {report['test_stage_seconds']}s, "
+        f"{len(report['test_stages_failed'])} failed; "
         f"{len(report['substitutions'])} combinations built against a substitute base; "
         f"mapping in {REPORT_DIR / 'builds.json'}"
     )

@@ -2,9 +2,11 @@
 
 import hashlib
 import importlib.util
+import os
 import re
 import subprocess
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -134,12 +136,17 @@ class Builds:
         self.notes: dict[str, str] = {}
         self.args: dict[str, dict[str, str]] = {}
         self.seconds: dict[str, float] = {}
+        self.test_seconds: dict[str, float] = {}
         self._failures: dict[str, str] = {}
+        self._render_by_id: dict[str, Path] = {}
+        self._tests: dict[str, Future] = {}
+        self._pool: ThreadPoolExecutor | None = None
 
     def plan(self, combinations: list[Combination]) -> None:
         for c in combinations:
             args, note = self.host.build_args(c)
-            key = context_digest(self._render(c), args)[:16]
+            project = self._render_by_id[c.id] = self._render(c)
+            key = context_digest(project, args)[:16]
             self.keys[c.id] = key
             self.members.setdefault(key, []).append(c.id)
             self.args[key] = args
@@ -167,10 +174,45 @@ class Builds:
         return tag
 
     def run_tests(self, c: Combination) -> float:
-        """Build the Dockerfile's test stage: the generated project's own pytest suite."""
+        """Build the Dockerfile's test stage: the generated project's own pytest suite.
+
+        On first call every planned context's test stage starts, one per core: each
+        is a short build on top of the image's cached layers, mostly a pytest run.
+        """
+        if not self._tests:
+            self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
+            for key, ids in self.members.items():
+                project = self._render_by_id[ids[0]]
+                log = self._log_dir / f"{key}-test.log"
+                tag = f"{IMAGE_PREFIX}:{key}-test"
+                self._tests[key] = self._pool.submit(
+                    build, project, self.args[key], log, "--target", "test", "--tag", tag
+                )
         key = self.keys[c.id]
-        log = self._log_dir / f"{key}-test.log"
-        return build(self._render(c), self.args[key], log, "--target", "test")
+        seconds = self._tests[key].result()
+        if key not in self.test_seconds:
+            self.test_seconds[key] = seconds
+            self._say(
+                f"docker build --target test {len(self.test_seconds)}/{len(self.members)}: "
+                f"{c.id} passed in {seconds:.0f}s"
+            )
+        return seconds
+
+    def prune_stale(self) -> list[str]:
+        """Remove this suite's images of contexts no longer planned: old renders' leftovers."""
+        tags = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        stale = [f"{IMAGE_PREFIX}:{t}" for t in tags if t.removesuffix("-test") not in self.members]
+        for chunk in range(0, len(stale), 100):
+            sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600)
+        return stale
+
+    @staticmethod
+    def _failed(test: Future | None) -> bool:
+        return bool(test and test.done() and not test.cancelled() and test.exception())
+
+    def close(self) -> None:
+        if self._pool:
+            self._pool.shutdown(cancel_futures=True)
 
     def report(self) -> dict:
         return {
@@ -179,6 +221,11 @@ class Builds:
             "built": len(self.seconds),
             "failed": sorted(self._failures.values()),
             "build_seconds": round(sum(self.seconds.values())),
+            "test_stages_passed": len(self.test_seconds),
+            "test_stage_seconds": round(sum(self.test_seconds.values())),
+            "test_stages_failed": [
+                ids[0] for key, ids in self.members.items() if self._failed(self._tests.get(key))
+            ],
             "contexts": {
                 key: {"combinations": ids, "build_args": self.args[key]}
                 for key, ids in self.members.items()

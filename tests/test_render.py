@@ -1,13 +1,20 @@
 """Stage 1: every combination renders, every file is sound, lints clean and says what was asked."""
 
+import importlib.metadata
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
+from sklearn.datasets import load_iris
 
+import reference
 from checks import check_file, hadolint, ruff
-from combinations import ALL, Combination
+from combinations import ALL, Combination, choices
 
+IRIS = load_iris().data.tolist()
 ML_REQUIREMENT = {
     ("sklearn", False): "scikit-learn==",
     ("onnxruntime", False): "onnxruntime==",
@@ -70,3 +77,27 @@ def check_answers(c: Combination, project: Path) -> None:
     deployment = yaml.safe_load((project / "k8s/base/deployment.yaml").read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) == c.gpu
+
+
+TRAINED = [
+    Combination("3.13", "fastapi", ml, False, "embedded", None, "ghcr")
+    for ml in choices("ml_framework")
+]
+
+
+@pytest.mark.parametrize("combination", TRAINED, ids=lambda c: c.ml_framework)
+def test_training_script_rebuilds_the_shipped_sample(combination: Combination, render, tmp_path):
+    """model/ holds what scripts/train_sample_model.py makes with the pinned libraries."""
+    project = render(combination)
+    pins = (project / "requirements/ml.txt").read_text().splitlines()
+    if (project / "requirements/train.txt").exists():
+        pins += (project / "requirements/train.txt").read_text().splitlines()
+    for name, version in (pin.split("==") for pin in pins if "==" in pin):
+        assert importlib.metadata.version(name) == version, f"the host's {name} is not the pin"
+
+    script = project / "scripts/train_sample_model.py"
+    subprocess.run([sys.executable, script, tmp_path], check=True, timeout=300)
+    shipped = project / "model"
+    assert (tmp_path / "metadata.json").read_text() == (shipped / "metadata.json").read_text()
+    rows = IRIS + np.random.default_rng(0).uniform(0, 8, size=(200, 4)).tolist()
+    assert reference.predict(tmp_path, rows) == reference.predict(shipped, rows)

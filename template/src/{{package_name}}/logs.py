@@ -49,11 +49,3 @@ def config(level: str) -> dict:
             "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
         },
     }
-
-
-access_log = logging.getLogger("access")
-
-
-def log_request(method: str, path: str, status: int, seconds: float) -> None:
-    fields = {"method": method, "path": path, "status": status, "duration_ms": seconds * 1000}
-    access_log.info("%s %s %d", method, path, status, extra={"fields": fields})
