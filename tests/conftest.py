@@ -153,6 +153,8 @@ def builds(request, docker_host, render):
     from docker_host import Builds
 
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
+    for old_log in REPORT_DIR.glob("*.log"):  # the report speaks of this run alone
+        old_log.unlink()
     say = terminal_writer(request.config)
     builds = Builds(docker_host, render, REPORT_DIR, say)
     selected = request.config.stash[SELECTED]

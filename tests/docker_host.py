@@ -199,12 +199,16 @@ class Builds:
         return seconds
 
     def prune_stale(self) -> list[str]:
-        """Remove this suite's images of contexts no longer planned: old renders' leftovers."""
+        """Remove this suite's images of contexts no longer planned: old renders' leftovers.
+
+        Best effort: an image that a leftover container still uses stays.
+        """
         tags = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
         stale = [f"{IMAGE_PREFIX}:{t}" for t in tags if t.removesuffix("-test") not in self.members]
         for chunk in range(0, len(stale), 100):
-            sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600)
-        return stale
+            sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600, check=False)
+        left = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        return [image for image in stale if image.partition(":")[2] not in left]
 
     @staticmethod
     def _failed(test: Future | None) -> bool:
