@@ -19,9 +19,10 @@ Request = tuple[np.ndarray, Future]
 class MicroBatcher:
     """One thread owns the model; requests hand it rows and wait on a future.
 
-    Adaptive: an idle model takes a request at once. While it is busy, arriving
-    requests queue up, and the next call takes all of them (up to `max_rows`),
-    after waiting at most `max_wait` seconds for more. Each request gets back
+    Adaptive: while the model is busy, arriving requests queue up and the next
+    call takes all of them (up to `max_rows`). Once calls merge requests, each
+    also waits up to `max_wait` seconds for more; after a lone request, the next
+    one runs at once, so light traffic never waits. Each request gets back
     exactly its own slice of the predictions, in order.
     """
 
@@ -39,14 +40,16 @@ class MicroBatcher:
 
     def _serve(self) -> None:
         carried: Request | None = None  # did not fit into the previous batch
+        merging = False  # the previous call served several requests: traffic is heavy
         while True:
             batch = [carried or self._queue.get()]
-            carried = self._fill(batch)
+            carried = self._fill(batch, self._max_wait if merging else 0.0)
+            merging = len(batch) > 1
             self._run(batch)
 
-    def _fill(self, batch: list[Request]) -> Request | None:
+    def _fill(self, batch: list[Request], max_wait: float) -> Request | None:
         rows = len(batch[0][0])
-        deadline = time.monotonic() + self._max_wait
+        deadline = time.monotonic() + max_wait
         while rows < self._max_rows:
             remaining = deadline - time.monotonic()
             try:
