@@ -70,33 +70,41 @@ def write_index(dirs: list[str], root: Path) -> None:
         )
 
 
+PREFERRED_PORT = 38741
+
+
 def serve(dirs: list[str] | None = None) -> tuple[str, subprocess.Popen]:
     """Write the index to a temp dir and serve it; returns (URL of /simple, server)."""
     dirs = pip_find_links() if dirs is None else [str(d) for d in dirs]
     root = Path(tempfile.mkdtemp(prefix="wheel-index-"))
     atexit.register(shutil.rmtree, root, True)
     write_index(dirs, root)
-    # Port 0: the server binds a free port and names it in its first line of output.
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-u",
-            "-m",
-            "http.server",
-            "--bind",
-            "127.0.0.1",
-            "--directory",
-            str(root),
-            "0",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
-    line = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (http://...) ..."
-    match = re.search(r" port (\d+)", line)
-    if not match:
+    # The URL becomes a build argument, so a fixed port keeps builds cached from run to
+    # run; where it is taken, port 0 lets the server pick a free one.
+    for port in (PREFERRED_PORT, 0):
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-u",
+                "-m",
+                "http.server",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+                str(root),
+                str(port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
+        line = proc.stdout.readline()  # "Serving HTTP on 127.0.0.1 port N (http://...) ..."
+        match = re.search(r" port (\d+)", line)
+        if match:
+            break
         proc.kill()
+        proc.wait()
+    else:
         raise RuntimeError(f"http.server did not start: {line!r}")
     return f"http://127.0.0.1:{match.group(1)}/simple", proc
 
