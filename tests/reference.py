@@ -4,6 +4,14 @@ import json
 from pathlib import Path
 
 import numpy as np
+from sklearn.datasets import load_iris
+
+IRIS = load_iris().data.tolist()
+
+
+def probe_rows(random: int) -> list[list[float]]:
+    """The 150 iris rows, then `random` rows drawn from [0, 8) with a fixed seed."""
+    return IRIS + np.random.default_rng(0).uniform(0, 8, (random, 4)).tolist()
 
 
 def predict(model_dir: Path, rows: list[list[float]]) -> list:

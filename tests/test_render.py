@@ -5,16 +5,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
-from sklearn.datasets import load_iris
 
 import reference
 from checks import check_file, hadolint, ruff
 from combinations import ALL, Combination, choices
 
-IRIS = load_iris().data.tolist()
 ML_REQUIREMENT = {
     ("sklearn", False): "scikit-learn==",
     ("onnxruntime", False): "onnxruntime==",
@@ -99,5 +96,5 @@ def test_training_script_rebuilds_the_shipped_sample(combination: Combination, r
     subprocess.run([sys.executable, script, tmp_path], check=True, timeout=300)
     shipped = project / "model"
     assert (tmp_path / "metadata.json").read_text() == (shipped / "metadata.json").read_text()
-    rows = IRIS + np.random.default_rng(0).uniform(0, 8, size=(200, 4)).tolist()
+    rows = reference.probe_rows(200)
     assert reference.predict(tmp_path, rows) == reference.predict(shipped, rows)

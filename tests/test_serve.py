@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 import requests
-from sklearn.datasets import load_iris
 
 import reference
 from combinations import Combination, choices
 from docker_host import sh
+from reference import IRIS
 
 pytestmark = pytest.mark.docker
 
@@ -25,7 +25,6 @@ SERVED = [
     for ml in choices("ml_framework")
 ]
 PER_WEB_FRAMEWORK = [c for c in SERVED if c.ml_framework == "sklearn"]
-IRIS = load_iris().data.tolist()
 JSON = {"Content-Type": "application/json"}
 
 
@@ -81,7 +80,7 @@ def serving(image: str, **env: str):
 
 @pytest.mark.parametrize("combination", SERVED, ids=lambda c: c.id)
 def test_serves_the_sample_models_predictions(combination, builds, render):
-    rows = IRIS + np.random.default_rng(0).uniform(0, 8, (50, 4)).tolist()
+    rows = reference.probe_rows(50)
     expected = reference.predict(render(combination) / "model", rows)
     with serving(builds.image(combination)) as service:
         response = service.predict(rows)
