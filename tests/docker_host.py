@@ -132,23 +132,21 @@ class Builds:
     def __init__(self, host: DockerHost, render, log_dir: Path, say) -> None:
         self.host, self._render, self._log_dir, self._say = host, render, log_dir, say
         self.keys: dict[str, str] = {}
-        self.members: dict[str, list[str]] = {}
+        self.members: dict[str, list[Combination]] = {}
         self.notes: dict[str, str] = {}
         self.args: dict[str, dict[str, str]] = {}
         self.seconds: dict[str, float] = {}
         self.test_seconds: dict[str, float] = {}
         self._failures: dict[str, str] = {}
-        self._render_by_id: dict[str, Path] = {}
         self._tests: dict[str, Future] = {}
         self._pool: ThreadPoolExecutor | None = None
 
     def plan(self, combinations: list[Combination]) -> None:
         for c in combinations:
             args, note = self.host.build_args(c)
-            project = self._render_by_id[c.id] = self._render(c)
-            key = context_digest(project, args)[:16]
+            key = context_digest(self._render(c), args)[:16]
             self.keys[c.id] = key
-            self.members.setdefault(key, []).append(c.id)
+            self.members.setdefault(key, []).append(c)
             self.args[key] = args
             if note:
                 self.notes[c.id] = note
@@ -181,8 +179,8 @@ class Builds:
         """
         if not self._tests:
             self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
-            for key, ids in self.members.items():
-                project = self._render_by_id[ids[0]]
+            for key, members in self.members.items():
+                project = self._render(members[0])
                 log = self._log_dir / f"{key}-test.log"
                 tag = f"{IMAGE_PREFIX}:{key}-test"
                 self._tests[key] = self._pool.submit(
@@ -228,11 +226,13 @@ class Builds:
             "test_stages_passed": len(self.test_seconds),
             "test_stage_seconds": round(sum(self.test_seconds.values())),
             "test_stages_failed": [
-                ids[0] for key, ids in self.members.items() if self._failed(self._tests.get(key))
+                members[0].id
+                for key, members in self.members.items()
+                if self._failed(self._tests.get(key))
             ],
             "contexts": {
-                key: {"combinations": ids, "build_args": self.args[key]}
-                for key, ids in self.members.items()
+                key: {"combinations": [c.id for c in members], "build_args": self.args[key]}
+                for key, members in self.members.items()
             },
             "substitutions": self.notes,
         }
