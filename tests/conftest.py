@@ -12,9 +12,12 @@ from pytest_copie.plugin import Copie
 
 from combinations import ALL, TEMPLATE_ROOT, Combination
 
+# Real registry servers (S3, GCS, MLflow, HTTPS) as session fixtures.
+pytest_plugins = ["servers.fixtures"]
+
 SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
-STAGES = ["test_questionnaire", "test_render", "test_build", "test_serve"]
+STAGES = ["test_questionnaire", "test_render", "test_build", "test_serve", "test_registry"]
 
 
 def pytest_collection_modifyitems(items):
@@ -129,6 +132,12 @@ def terminal_writer(config):
             reporter.write_line(line)
 
     return write
+
+
+@pytest.fixture(scope="session")
+def say(request):
+    """Progress lines for the terminal, shown even while pytest captures output."""
+    return terminal_writer(request.config)
 
 
 @pytest.fixture(scope="session")

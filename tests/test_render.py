@@ -1,5 +1,6 @@
 """Stage 1: every combination renders, every file is sound, lints clean and says what was asked."""
 
+import hashlib
 import importlib.metadata
 import subprocess
 import sys
@@ -56,9 +57,22 @@ def check_answers(c: Combination, project: Path) -> None:
     assert (package / "download.py").exists() == (c.model_source == "registry")
 
     compose = yaml.safe_load((project / "compose.yaml").read_text())
-    (service,) = compose["services"].values()
+    service = compose["services"].pop(recorded["project_slug"])
     assert ("deploy" in service) == c.gpu
     assert ("MODEL_URI" in service["environment"]) == (c.model_source == "registry")
+    # Registry mode: a local registry to fetch from (and a job that publishes model/ to it).
+    local = {"s3": {"s3", "publish-model"}, "gcs": {"gcs", "publish-model"},
+             "mlflow": {"mlflow", "publish-model"}, "https": {"models"}}  # fmt: skip
+    assert set(compose["services"]) == local.get(c.model_registry, set())
+
+    if c.model_source == "registry":
+        # The digest the service pins is the shipped sample's, in Compose and in the ConfigMap.
+        metadata = yaml.safe_load((project / "model/metadata.json").read_text())
+        digest = hashlib.sha256((project / "model" / metadata["artifact"]).read_bytes()).hexdigest()
+        assert service["environment"]["MODEL_SHA256"] == f"${{MODEL_SHA256:-{digest}}}"
+        kustomization = (project / "k8s/base/kustomization.yaml").read_text()
+        assert f"- MODEL_SHA256={digest}\n" in kustomization
+        assert (package / "publish.py").exists() and (package / "upload.py").exists()
 
     workflow = yaml.safe_load((project / ".github/workflows/ci.yaml").read_text())
     steps = workflow["jobs"]["image"]["steps"]
@@ -74,6 +88,8 @@ def check_answers(c: Combination, project: Path) -> None:
     deployment = yaml.safe_load((project / "k8s/base/deployment.yaml").read_text())
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
     assert ("nvidia.com/gpu" in container["resources"]["limits"]) == c.gpu
+    # Workload identities mount their own tokens: the Kubernetes API token stays out.
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
 TRAINED = [

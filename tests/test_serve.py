@@ -1,6 +1,5 @@
 """Stage 3: the built images serve: right answers, refusals, batching and shutdown."""
 
-import contextlib
 import json
 import subprocess
 import threading
@@ -14,7 +13,7 @@ import requests
 
 import reference
 from combinations import Combination, choices
-from docker_host import sh
+from containers import serving
 from reference import IRIS
 
 pytestmark = pytest.mark.docker
@@ -26,56 +25,6 @@ SERVED = [
 ]
 PER_WEB_FRAMEWORK = [c for c in SERVED if c.ml_framework == "sklearn"]
 JSON = {"Content-Type": "application/json"}
-
-
-@dataclass
-class Service:
-    container_id: str
-    url: str
-
-    def logs(self) -> str:
-        result = subprocess.run(
-            ["docker", "logs", self.container_id], capture_output=True, text=True
-        )
-        return result.stdout + result.stderr  # the service logs to stderr
-
-    def wait_ready(self, seconds: float = 180) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            with contextlib.suppress(requests.ConnectionError, requests.Timeout):
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            state = sh("docker", "inspect", "--format", "{{.State.Status}}", self.container_id)
-            assert state.strip() == "running", self.logs()
-            time.sleep(0.5)
-        raise AssertionError(f"not ready in {seconds}s:\n{self.logs()}")
-
-    def stop(self, grace: int) -> tuple[float, int]:
-        """docker stop (SIGTERM, then SIGKILL after `grace`): seconds taken and exit code."""
-        started = time.monotonic()
-        sh("docker", "stop", "--time", grace, self.container_id, timeout=grace + 30)
-        exit_code = sh("docker", "inspect", "--format", "{{.State.ExitCode}}", self.container_id)
-        return time.monotonic() - started, int(exit_code)
-
-    def predict(self, rows: list, timeout: float = 30) -> requests.Response:
-        return requests.post(f"{self.url}/predict", json={"instances": rows}, timeout=timeout)
-
-
-@contextlib.contextmanager
-def serving(image: str, **env: str):
-    """Run the image hardened as in production, published on loopback only; removed by id."""
-    environment = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
-    container_id = sh(
-        "docker", "run", "--detach", "--read-only", "--tmpfs", "/tmp",
-        "--publish", "127.0.0.1::8000", *environment, image,
-    ).strip()  # fmt: skip
-    try:
-        port = sh("docker", "port", container_id, "8000/tcp").split(":")[-1].strip()
-        service = Service(container_id, f"http://127.0.0.1:{port}")
-        service.wait_ready()
-        yield service
-    finally:
-        sh("docker", "rm", "--force", container_id, check=False)
 
 
 @pytest.mark.parametrize("combination", SERVED, ids=lambda c: c.id)

@@ -1,0 +1,98 @@
+"""Running a built image as production does: read-only, as its user, reachable on loopback only."""
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import requests
+
+from docker_host import sh
+from servers.process import free_port
+
+
+@dataclass
+class Service:
+    container_id: str
+    url: str
+
+    def logs(self) -> str:
+        result = subprocess.run(
+            ["docker", "logs", self.container_id], capture_output=True, text=True
+        )
+        return result.stdout + result.stderr  # the service logs to stderr
+
+    def readyz(self) -> requests.Response | None:
+        with contextlib.suppress(requests.ConnectionError, requests.Timeout):
+            return requests.get(f"{self.url}/readyz", timeout=2)
+        return None
+
+    def wait_ready(self, seconds: float = 180) -> float:
+        """Seconds until /readyz answered 200; fails at once if the container exits."""
+        started = time.monotonic()
+        while time.monotonic() < started + seconds:
+            response = self.readyz()
+            if response is not None and response.status_code == 200:
+                return time.monotonic() - started
+            state = sh("docker", "inspect", "--format", "{{.State.Status}}", self.container_id)
+            assert state.strip() == "running", self.logs()
+            time.sleep(0.2)
+        raise AssertionError(f"not ready in {seconds}s:\n{self.logs()}")
+
+    def wait_unready(self, seconds: float = 60) -> dict:
+        """The 503 error /readyz settles on once loading has given up (no longer "loading")."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            response = self.readyz()
+            if response is not None:
+                assert response.status_code == 503, response.text
+                error = response.json()["error"]
+                if "still loading" not in error["message"]:
+                    return error
+            time.sleep(0.2)
+        raise AssertionError(f"still loading after {seconds}s:\n{self.logs()}")
+
+    def stop(self, grace: int) -> tuple[float, int]:
+        """docker stop (SIGTERM, then SIGKILL after `grace`): seconds taken and exit code."""
+        started = time.monotonic()
+        sh("docker", "stop", "--time", grace, self.container_id, timeout=grace + 30)
+        exit_code = sh("docker", "inspect", "--format", "{{.State.ExitCode}}", self.container_id)
+        return time.monotonic() - started, int(exit_code)
+
+    def predict(self, rows: list, timeout: float = 30) -> requests.Response:
+        return requests.post(f"{self.url}/predict", json={"instances": rows}, timeout=timeout)
+
+
+@contextlib.contextmanager
+def serving(
+    image: str, *, wait: bool = True, host_network: bool = False, mounts: tuple[str, ...] = (),
+    **env: str,
+) -> Iterator[Service]:  # fmt: skip
+    """Run the image hardened as in production; removed by id afterwards.
+
+    Published on a loopback port, or with `host_network` on the host's network (to
+    reach servers on 127.0.0.1) with PORT set to a free port. `mounts` are
+    `--mount` specifications (the model cache, secret files).
+    """
+    if host_network:
+        env = {"PORT": str(free_port()), **env}
+        network = ["--network", "host"]
+    else:
+        network = ["--publish", "127.0.0.1::8000"]
+    options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
+    options += [arg for mount in mounts for arg in ("--mount", mount)]
+    container_id = sh(
+        "docker", "run", "--detach", "--read-only", "--tmpfs", "/tmp", *network, *options, image,
+    ).strip()  # fmt: skip
+    try:
+        if host_network:
+            port = env["PORT"]
+        else:
+            port = sh("docker", "port", container_id, "8000/tcp").split(":")[-1].strip()
+        service = Service(container_id, f"http://127.0.0.1:{port}")
+        if wait:
+            service.wait_ready()
+        yield service
+    finally:
+        sh("docker", "rm", "--force", "--volumes", container_id, check=False)

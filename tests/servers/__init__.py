@@ -1,0 +1,5 @@
+"""Real model-registry servers on loopback, one module each, shared by the suite and bench/.
+
+Each starts once, on a free 127.0.0.1 port, waits until it answers, logs to
+build/test-report/servers/NAME.log, and is stopped by its process id.
+"""
