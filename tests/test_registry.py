@@ -24,7 +24,7 @@ from docker_host import INFRA, sh
 from servers.fixtures import HTTPS_TOKEN
 from servers.https import HttpsServer
 from servers.process import free_port
-from servers.s3 import CREDENTIALS, S3Server
+from servers.s3 import CREDENTIALS
 
 pytestmark = pytest.mark.docker
 
@@ -208,33 +208,23 @@ def test_wrong_digest_is_never_ready_and_says_so_once(combination, builds, rende
 
 
 @pytest.mark.parametrize(
-    "combination", [fetching("fastapi", "https"), fetching("flask", "s3")], ids=short_id
+    "combination", [fetching(web, "https") for web in choices("web_framework")], ids=short_id
 )
 def test_registry_down_at_start_up_then_up_gets_ready(
     combination, builds, render, tmp_path, time_to_ready
 ):
     model_dir = render(combination) / "model"
-    port = free_port()
-    if combination.model_registry == "s3":
-        server = S3Server(port)
-        env, mounts = server.client_env(), ()
-    else:
-        server = HttpsServer(tmp_path, HTTPS_TOKEN, port)
-        env, mounts = https_access(server)
+    server = HttpsServer(tmp_path, HTTPS_TOKEN, free_port())
+    uri = server.publish_archive(model_dir, "late/model.tar.gz", None)  # on disk, not served yet
+    env, mounts = https_access(server)
     with serving(
         builds.image(combination), host_network=True, mounts=(CACHE, *mounts), wait=False,
-        FETCH_TIMEOUT_S="60", **env,
-        MODEL_URI="s3://models/late" if combination.model_registry == "s3"
-        else f"{server.url}/late/model.tar.gz",
-        MODEL_SHA256=sha256(model_dir / "model.joblib"),
+        FETCH_TIMEOUT_S="60", MODEL_URI=uri, MODEL_SHA256=sha256(model_dir / "model.joblib"),
+        **env,
     ) as service:  # fmt: skip
         time.sleep(4)  # a few attempts find nothing listening
         assert "still loading" in service.readyz().json()["error"]["message"]
         with server:
-            if combination.model_registry == "s3":
-                server.publish(model_dir, "models", "late")
-            else:
-                server.publish_archive(model_dir, "late/model.tar.gz", None)
             seconds = service.wait_ready(60)
             assert service.predict(reference.IRIS[:3]).json() == {"predictions": [0, 0, 0]}
         lines = json_lines(service)

@@ -21,6 +21,8 @@ def read_model_dir(directory: Path) -> ModelFiles:
         raise FileNotFoundError(f"no {metadata_file}: is MODEL_DIR right?")
     metadata = json.loads(metadata_file.read_text())
     artifact = directory / metadata["artifact"]
+    if not artifact.resolve().is_relative_to(directory.resolve()):
+        raise ValueError(f"{metadata_file} names {metadata['artifact']!r}, outside {directory}")
     if not artifact.is_file():
         raise FileNotFoundError(f"{metadata_file} names {artifact.name!r}: not in {directory}")
     return ModelFiles(directory, metadata, artifact, sha256_of(artifact))
