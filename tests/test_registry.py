@@ -102,14 +102,11 @@ class Publisher:
         return self._published[key]
 
     @staticmethod
-    def _s3(server, model_dir: Path, web: str) -> Published:
+    def _object_store(server, model_dir: Path, web: str) -> Published:
         uri = server.publish(model_dir, "models", f"iris/{web}")
         return Published(uri, sha256(model_dir / "model.joblib"), server.client_env())
 
-    @staticmethod
-    def _gcs(server, model_dir: Path, web: str) -> Published:
-        uri = server.publish(model_dir, "models", f"iris/{web}")
-        return Published(uri, sha256(model_dir / "model.joblib"), server.client_env())
+    _s3 = _gcs = _object_store  # S3 and GCS publish the same way
 
     @staticmethod
     def _mlflow(server, model_dir: Path, web: str) -> Published:
