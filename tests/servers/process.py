@@ -27,10 +27,8 @@ def answers(port: int) -> bool:
 class ServerProcess:
     """`command` serving on 127.0.0.1:`port`; `ready()` says when it answers requests."""
 
-    def __init__(self, name: str, command: list[str], port: int, ready: Callable[[], bool],
-                 env: dict[str, str] | None = None) -> None:  # fmt: skip
+    def __init__(self, name: str, command: list[str], port: int, ready: Callable[[], bool]):
         self.name, self.command, self.port, self._ready = name, command, port, ready
-        self.env = {**os.environ, **(env or {})}
         self.log = LOG_DIR / f"{name}.log"
         self._process: subprocess.Popen | None = None
 
@@ -40,7 +38,7 @@ class ServerProcess:
             # Its own session: stopping it stops the workers it forks too.
             self._process = subprocess.Popen(
                 [str(part) for part in self.command], stdout=log, stderr=subprocess.STDOUT,
-                env=self.env, start_new_session=True,
+                start_new_session=True,
             )  # fmt: skip
         deadline = time.monotonic() + timeout
         while not (answers(self.port) and self._ready()):
