@@ -191,7 +191,7 @@ def test_wrong_digest_is_never_ready_and_says_so_once(combination, builds, rende
     wrong = hashlib.sha256(b"some other model").hexdigest()
     with serving(
         builds.image(combination), host_network=True, mounts=(CACHE, *model.mounts), wait=False,
-        **model.settings(MODEL_SHA256=wrong),
+        **model.settings(MODEL_SHA256=wrong, WORKERS="2"),
     ) as service:  # fmt: skip
         error = service.wait_unready()
         assert "digest mismatch" in error["message"], error
@@ -200,8 +200,10 @@ def test_wrong_digest_is_never_ready_and_says_so_once(combination, builds, rende
         assert service.readyz().status_code == 503
         lines = json_lines(service)
     said = [line for line in lines if "digest mismatch" in line["message"]]
-    assert [line["level"] for line in said] == ["error"], said
+    assert [line["level"] for line in said] == ["error"], said  # once, not once a worker
     assert "exception" not in said[0], "the message, not a traceback"
+    downloads = [line for line in lines if line["message"].startswith("fetching the model")]
+    assert len(downloads) == 1, downloads
 
 
 @pytest.mark.parametrize(
@@ -361,7 +363,13 @@ def image_holds(image: str, needles: list[bytes]) -> list[bytes]:
     return sorted(found)
 
 
-COMPOSED = [fetching("fastapi", "s3"), fetching("flask", "https")]
+# Every registry's local stand-in, each web framework twice.
+COMPOSED = [
+    fetching("fastapi", "s3"),
+    fetching("flask", "gcs"),
+    fetching("fastapi", "mlflow"),
+    fetching("flask", "https"),
+]
 
 
 @pytest.mark.parametrize("combination", COMPOSED, ids=short_id)
