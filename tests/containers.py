@@ -1,10 +1,12 @@
 """Running a built image as production does: read-only, as its user, reachable on loopback only."""
 
 import contextlib
+import json
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import requests
 
@@ -23,6 +25,20 @@ class Service:
         )
         return result.stdout + result.stderr  # the service logs to stderr
 
+    def pid(self) -> int:
+        """The host's process id of the container's first process (gunicorn's master)."""
+        return int(sh("docker", "inspect", "--format", "{{.State.Pid}}", self.container_id))
+
+    def log_lines(self) -> list[dict]:
+        """The service's log, every line of which must be one JSON object."""
+        lines = []
+        for line in self.logs().splitlines():
+            try:
+                lines.append(json.loads(line))
+            except ValueError:
+                raise AssertionError(f"a log line that is not JSON: {line!r}") from None
+        return lines
+
     def readyz(self) -> requests.Response | None:
         with contextlib.suppress(requests.ConnectionError, requests.Timeout):
             return requests.get(f"{self.url}/readyz", timeout=2)
@@ -35,6 +51,8 @@ class Service:
             response = self.readyz()
             if response is not None and response.status_code == 200:
                 return time.monotonic() - started
+            if response is not None and "still loading" not in response.text:
+                raise AssertionError(f"gave up loading: {response.text}\n{self.logs()}")
             state = sh("docker", "inspect", "--format", "{{.State.Status}}", self.container_id)
             assert state.strip() == "running", self.logs()
             time.sleep(0.2)
@@ -64,16 +82,21 @@ class Service:
         return requests.post(f"{self.url}/predict", json={"instances": rows}, timeout=timeout)
 
 
+def read_only(path: Path, target: str) -> str:
+    """A `--mount` of a host file or folder, read-only in the container."""
+    return f"type=bind,src={path},dst={target},readonly"
+
+
 @contextlib.contextmanager
 def serving(
     image: str, *, wait: bool = True, host_network: bool = False, mounts: tuple[str, ...] = (),
-    **env: str,
+    cpus: float | None = None, **env: str,
 ) -> Iterator[Service]:  # fmt: skip
     """Run the image hardened as in production; removed by id afterwards.
 
     Published on a loopback port, or with `host_network` on the host's network (to
     reach servers on 127.0.0.1) with PORT set to a free port. `mounts` are
-    `--mount` specifications (the model cache, secret files).
+    `--mount` specifications (the model cache, secret files); `cpus` is a CPU limit.
     """
     if host_network:
         env = {"PORT": str(free_port()), **env}
@@ -82,6 +105,7 @@ def serving(
         network = ["--publish", "127.0.0.1::8000"]
     options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
     options += [arg for mount in mounts for arg in ("--mount", mount)]
+    options += ["--cpus", str(cpus)] if cpus else []
     container_id = sh(
         "docker", "run", "--detach", "--read-only", "--tmpfs", "/tmp", *network, *options, image,
     ).strip()  # fmt: skip

@@ -19,7 +19,7 @@ import yaml
 
 import reference
 from combinations import TEMPLATE_ROOT, Combination, choices
-from containers import Service, serving
+from containers import read_only, serving
 from docker_host import INFRA, sh
 from servers.fixtures import HTTPS_TOKEN
 from servers.https import HttpsServer
@@ -64,10 +64,6 @@ class Published:
 
     def settings(self, **overrides: str) -> dict:
         return {"MODEL_URI": self.uri, "MODEL_SHA256": self.sha256, **self.env, **overrides}
-
-
-def read_only(path: Path, target: str) -> str:
-    return f"type=bind,src={path},dst={target},readonly"
 
 
 def sha256(path: Path) -> str:
@@ -153,10 +149,6 @@ def time_to_ready():
     report.write_text(json.dumps({"seconds_from_docker_run_to_ready": seconds}, indent=2) + "\n")
 
 
-def json_lines(service: Service) -> list[dict]:
-    return [json.loads(line) for line in service.logs().splitlines()]
-
-
 @pytest.mark.parametrize("combination", FETCHING, ids=short_id)
 def test_fetches_the_sample_and_answers_as_the_artifact_does(
     combination, builds, render, published, time_to_ready
@@ -176,7 +168,7 @@ def test_fetches_the_sample_and_answers_as_the_artifact_does(
         assert response.json() == {"predictions": expected}
         metadata = requests.get(f"{service.url}/metadata", timeout=10).json()
         assert metadata["sha256"] == model.sha256
-        lines = json_lines(service)
+        lines = service.log_lines()
     assert not [line for line in lines if line["level"] in ("error", "critical")], lines
     assert any("fetched the model" in line["message"] for line in lines), lines
     for secret in CREDENTIAL_STRINGS:
@@ -198,7 +190,7 @@ def test_wrong_digest_is_never_ready_and_says_so_once(combination, builds, rende
         assert wrong in error["message"] and model.sha256 in error["message"], error
         time.sleep(2)
         assert service.readyz().status_code == 503
-        lines = json_lines(service)
+        lines = service.log_lines()
     said = [line for line in lines if "digest mismatch" in line["message"]]
     assert [line["level"] for line in said] == ["error"], said  # once, not once a worker
     assert "exception" not in said[0], "the message, not a traceback"
@@ -226,7 +218,7 @@ def test_registry_down_at_start_up_then_up_gets_ready(
         with server:
             seconds = service.wait_ready(60)
             assert service.predict(reference.IRIS[:3]).json() == {"predictions": [0, 0, 0]}
-        lines = json_lines(service)
+        lines = service.log_lines()
     time_to_ready[f"{combination.id} (registry up after 4 s)"] = round(4 + seconds, 2)
     retries = [line for line in lines if "retrying in" in line["message"]]
     assert retries and all(line["level"] == "warning" for line in retries), lines
@@ -312,7 +304,7 @@ def test_restart_with_the_cache_kept_verifies_it_and_does_not_download(
         with serving(image, host_network=True, mounts=(cache,), **model.settings()):
             pass
         with serving(image, host_network=True, mounts=(cache,), **unreachable) as service:
-            lines = json_lines(service)
+            lines = service.log_lines()
         assert any("found in the cache" in line["message"] for line in lines), lines
         assert not any("fetching the model" in line["message"] for line in lines), lines
 
@@ -326,7 +318,7 @@ def test_restart_with_the_cache_kept_verifies_it_and_does_not_download(
             **unreachable,
         ) as service:  # fmt: skip
             error = service.wait_unready()
-            lines = json_lines(service)
+            lines = service.log_lines()
         assert "cannot reach S3" in error["message"], error
         refused = [line for line in lines if "digest mismatch" in line["message"]]
         assert refused and "fetching it again" in refused[0]["message"], lines
@@ -387,7 +379,10 @@ def test_compose_up_serves_the_sample_from_the_local_registry(combination, build
     up = ["docker", "compose", "--project-name", name, "up", "--build", "--wait", "--quiet-pull"]
     try:
         result = subprocess.run(up, cwd=project, capture_output=True, text=True, timeout=600)
-        assert result.returncode == 0, result.stdout + result.stderr
+        if result.returncode != 0:
+            logs = ["docker", "compose", "--project-name", name, "logs", "--no-color"]
+            said = subprocess.run(logs, cwd=project, capture_output=True, text=True, timeout=60)
+            raise AssertionError(result.stdout + result.stderr + said.stdout + said.stderr)
         example = json.loads((project / "model/example-request.json").read_text())
         answer = requests.post("http://127.0.0.1:8000/predict", json=example, timeout=10)
         assert answer.json() == {"predictions": [0, 1, 2]}

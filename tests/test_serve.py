@@ -1,11 +1,13 @@
 """Stage 3: the built images serve: right answers, refusals, batching and shutdown."""
 
+import collections
 import json
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,8 @@ import requests
 
 import reference
 from combinations import Combination, choices
-from containers import serving
+from containers import read_only, serving
+from docker_host import sh
 from reference import IRIS
 
 pytestmark = pytest.mark.docker
@@ -31,10 +34,13 @@ JSON = {"Content-Type": "application/json"}
 def test_serves_the_sample_models_predictions(combination, builds, render):
     rows = reference.probe_rows(50)
     expected = reference.predict(render(combination) / "model", rows)
-    with serving(builds.image(combination)) as service:
+    with serving(builds.image(combination), cpus=1.5) as service:
         response = service.predict(rows)
         assert response.status_code == 200, response.text
         assert response.json() == {"predictions": expected}
+        # Worker and thread counts follow the CPU limit, not the host's cores.
+        sized = "workers: 1, model threads each: 1, for a CPU limit of 1.5"
+        assert sized in [line["message"] for line in service.log_lines()]
 
         refused = service.predict([[1, 2]])
         assert refused.status_code == 422
@@ -180,3 +186,143 @@ def test_bad_configuration_stops_with_a_message_naming_the_variable(combination,
     )  # fmt: skip
     assert result.returncode != 0
     assert "WORKERS" in result.stderr and "MAX_ROWS" in result.stderr, result.stderr
+
+
+def poisoned_model(sample: Path, into: Path) -> Path:
+    """The sample's metadata around a forest that takes exponentials first: a length of
+    1000 overflows to infinity inside the model, which then fails the call. Validation,
+    which sees a fine float32, cannot know."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    iris = load_iris()
+    forest = RandomForestClassifier(n_estimators=10, random_state=0)
+    model = make_pipeline(FunctionTransformer(np.exp), forest).fit(iris.data, iris.target)
+    joblib.dump(model, into / "model.joblib")
+    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
+    for path in (into, *into.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    return into
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_a_row_the_model_fails_on_fails_only_its_own_request(combination, builds, render, tmp_path):
+    model_dir = poisoned_model(render(combination) / "model", tmp_path)
+    bodies = [IRIS[i : i + 3] for i in range(0, 96, 3)]
+    bodies[7] = [*IRIS[21:23], [1000.0, 3.0, 1.4, 0.2]]
+    expected = reference.predict(model_dir, IRIS[:96])
+    start = threading.Barrier(len(bodies))
+
+    def call(i: int) -> requests.Response:
+        start.wait()
+        headers = {**JSON, "X-Request-ID": f"request-{i}"}
+        body = {"instances": bodies[i]}
+        return requests.post(f"{service.url}/predict", json=body, headers=headers, timeout=30)
+
+    mount = read_only(model_dir, "/opt/poisoned")
+    with serving(builds.image(combination), MODEL_DIR="/opt/poisoned", mounts=(mount,)) as service:
+        with ThreadPoolExecutor(len(bodies)) as pool:
+            answers = list(pool.map(call, range(len(bodies))))
+        page = requests.get(f"{service.url}/metrics", timeout=10).text
+        service.stop(grace=10)
+        lines = service.log_lines()
+    poisoned = answers.pop(7)
+    assert poisoned.status_code == 500, poisoned.text
+    assert poisoned.json()["error"]["code"] == "prediction_failed"
+    assert poisoned.headers["X-Request-ID"] == "request-7"
+    assert [answer.status_code for answer in answers] == [200] * len(answers)
+    assert [answer.json()["predictions"] for answer in answers] == [
+        expected[i : i + 3] for i in range(0, 96, 3) if i != 21
+    ]
+    assert metric(page, "model_batch_rows_count") < len(bodies), "no call was ever shared"
+    errors = [line for line in lines if line["level"] == "error"]
+    assert [line["request_id"] for line in errors] == ["request-7"], errors
+
+
+# A slow model (one request per call), a short queue, a short deadline: 256 callers
+# are many times what one worker serves, and the queue fills within a second.
+OVERLOADED = {
+    "WORKERS": "1",
+    "BATCH_MAX_ROWS": "1",
+    "QUEUE_MAX_ROWS": "64",
+    "REQUEST_TIMEOUT_S": "2",
+}
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, builds):
+    with serving(builds.image(combination), **OVERLOADED) as service:
+        idle_mib = rss_mib(service.pid())
+        seen = overload(service, clients=256, rows=IRIS[:8], seconds=6)
+        after = service.predict(IRIS[:3])
+        lines = service.log_lines()
+    assert set(seen.statuses) == {200, 503}, seen.statuses  # nothing refused, no other 5xx
+    assert set(seen.codes) <= {"overloaded", "deadline_exceeded"}, seen.codes
+    probes = sorted(seen.probe_seconds)
+    # Within the probes' timeouts (k8s/base/deployment.yaml): readiness 2 s, liveness 5 s.
+    assert probes[len(probes) * 9 // 10] < 2 and probes[-1] < 5, probes
+    assert max(seen.rss_mib) < idle_mib + 64, (idle_mib, seen.rss_mib)
+    assert after.json() == {"predictions": [0, 0, 0]}  # the batcher outlived the cancellations
+    assert not [line for line in lines if line["level"] in ("error", "critical")]
+
+
+@dataclass
+class Overload:
+    """What an overloaded service answered, how fast its probes were, and its memory."""
+
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+    codes: collections.Counter = field(default_factory=collections.Counter)
+    probe_seconds: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+
+
+def overload(service, clients: int, rows: list, seconds: float) -> Overload:
+    """`clients` callers sending `rows` back to back, as fast as answers come, while a
+    prober times /healthz and /readyz and the service's memory is sampled."""
+    seen = Overload()
+    until = time.monotonic() + seconds
+    pid = service.pid()
+
+    body = json.dumps({"instances": rows})
+
+    def client() -> None:
+        with requests.Session() as session:
+            while time.monotonic() < until:
+                try:
+                    url = f"{service.url}/predict"
+                    answer = session.post(url, data=body, headers=JSON, timeout=30)
+                except requests.ConnectionError:
+                    seen.statuses["refused"] += 1
+                    continue
+                seen.statuses[answer.status_code] += 1
+                if answer.status_code != 200:
+                    seen.codes[answer.json()["error"]["code"]] += 1
+
+    def prober() -> None:
+        # curl times each probe itself: this process's busy client threads cannot skew it.
+        while time.monotonic() < until:
+            for path in ("/healthz", "/readyz"):
+                timing = sh("curl", "--fail", "--silent", "--output", "/dev/null", "--max-time",
+                            "30", "--write-out", "%{time_total}", service.url + path)  # fmt: skip
+                seen.probe_seconds.append(float(timing))
+            seen.rss_mib.append(rss_mib(pid))
+            time.sleep(0.2)
+
+    with ThreadPoolExecutor(clients + 1) as pool:
+        done = [pool.submit(client) for _ in range(clients)] + [pool.submit(prober)]
+        for future in done:
+            future.result()
+    return seen
+
+
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process and its children (gunicorn and its workers), in MiB."""
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    total_kib = 0
+    for process in [pid, *map(int, children)]:
+        status = Path(f"/proc/{process}/status").read_text()
+        total_kib += int(status.split("VmRSS:")[1].split()[0])
+    return total_kib / 1024

@@ -5,15 +5,23 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from .metrics import BATCH_ROWS, ROWS
+from . import logs
+from .errors import RequestError
+from .metrics import BATCH_ROWS, ROWS, SHED
 
 log = logging.getLogger(__name__)
 
-Request = tuple[np.ndarray, Future]
+
+@dataclass
+class Request:
+    rows: np.ndarray
+    future: Future = field(default_factory=Future)
+    request_id: str = field(default_factory=logs.request_id.get)  # for the log, in this thread
 
 
 class MicroBatcher:
@@ -24,31 +32,92 @@ class MicroBatcher:
     also waits up to `max_wait` seconds for more; after a lone request, the next
     one runs at once, so light traffic never waits. Each request gets back
     exactly its own slice of the predictions, in order.
+
+    Bounded: past `max_queued_rows` waiting rows, a request is refused at once
+    (503) rather than queued behind work it would wait seconds for. Isolated: a
+    call that fails is split until the failure is one request's, so a row the
+    model chokes on fails only the request that sent it. A request whose waiter
+    gave up (its future cancelled) is dropped before the model sees it.
     """
 
-    def __init__(self, predict: Callable[[np.ndarray], list], max_rows: int, max_wait: float):
+    def __init__(
+        self,
+        predict: Callable[[np.ndarray], list],
+        max_rows: int,
+        max_wait: float,
+        max_queued_rows: int = 1 << 30,
+    ) -> None:
         self._predict = predict
         self._max_rows = max_rows
         self._max_wait = max_wait
+        self._max_queued_rows = max_queued_rows
         self._queue: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        threading.Thread(target=self._serve, name="micro-batcher", daemon=True).start()
+        self._queued_rows = 0
+        self._queued_lock = threading.Lock()
+        self._calling_since: float | None = None  # monotonic start of the running model call
+        self._holding: list[Request] = []  # taken from the queue, not yet answered
+        self._thread = threading.Thread(target=self._serve, name="micro-batcher", daemon=True)
+        self._thread.start()
+
+    def check_room(self, rows: int = 1) -> None:
+        """Refuse at once (503) what would wait behind `max_queued_rows` rows; a request
+        larger than the bound still gets in when nothing is waiting."""
+        queued = self._queued_rows
+        if queued and queued + rows > self._max_queued_rows:
+            SHED.labels("queue_full").inc()
+            raise RequestError(
+                503, "overloaded", f"{queued} rows are already waiting for the model: "
+                "try again shortly, or another replica", retry_after=1,
+            )  # fmt: skip
 
     def submit(self, rows: np.ndarray) -> Future:
-        future: Future = Future()
-        self._queue.put((rows, future))
-        return future
+        with self._queued_lock:
+            self.check_room(len(rows))
+            self._queued_rows += len(rows)
+        request = Request(rows)
+        self._queue.put(request)
+        return request.future
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def stalled_for(self) -> float:
+        """Seconds the running model call has taken so far; 0 between calls."""
+        since = self._calling_since
+        return time.monotonic() - since if since is not None else 0.0
+
+    def fail_everything(self, error: RequestError) -> None:
+        """Answer every request held or queued with `error`: this batcher is being given up."""
+        pending = list(self._holding)
+        while True:
+            try:
+                pending.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        for request in pending:
+            _settle(request.future, error=error)
 
     def _serve(self) -> None:
         carried: Request | None = None  # did not fit into the previous batch
         merging = False  # the previous call served several requests: traffic is heavy
         while True:
-            batch = [carried or self._queue.get()]
-            carried = self._fill(batch, self._max_wait if merging else 0.0)
-            merging = len(batch) > 1
-            self._run(batch)
+            batch = self._holding = [carried or self._queue.get()]
+            try:
+                carried = self._fill(batch, self._max_wait if merging else 0.0)
+                merging = len(batch) > 1
+                self._run(batch)
+            except Exception:
+                # Whatever went wrong, no request is left waiting and the thread carries on.
+                log.exception("the micro-batcher failed a batch of %d requests", len(batch))
+                for request in batch:
+                    _settle(request.future, error=_model_failed())
+            # Not on the way out of a dying thread: the supervisor answers what it held.
+            self._holding = []
 
     def _fill(self, batch: list[Request], max_wait: float) -> Request | None:
-        rows = len(batch[0][0])
+        rows = len(batch[0].rows)
+        self._dequeued(rows)
         deadline = time.monotonic() + max_wait
         while rows < self._max_rows:
             remaining = deadline - time.monotonic()
@@ -59,27 +128,69 @@ class MicroBatcher:
                     request = self._queue.get_nowait()
             except queue.Empty:
                 return None
-            if rows + len(request[0]) > self._max_rows:
+            self._dequeued(len(request.rows))
+            if rows + len(request.rows) > self._max_rows:
                 return request
             batch.append(request)
-            rows += len(request[0])
+            rows += len(request.rows)
         return None
 
+    def _dequeued(self, rows: int) -> None:
+        with self._queued_lock:
+            self._queued_rows -= rows
+
     def _run(self, batch: list[Request]) -> None:
-        features = np.concatenate([rows for rows, _ in batch]) if len(batch) > 1 else batch[0][0]
+        # Marks each future running, so a waiter's later cancel() can no longer race set_result.
+        live = [request for request in batch if request.future.set_running_or_notify_cancel()]
+        if dropped := len(batch) - len(live):
+            SHED.labels("abandoned").inc(dropped)
+        if live:
+            self._call_isolated(live)
+
+    def _call_isolated(self, batch: list[Request]) -> None:
+        """One model call for the batch; if it fails, halves until the failure is one request's."""
+        features = np.concatenate([r.rows for r in batch]) if len(batch) > 1 else batch[0].rows
+        self._calling_since = time.monotonic()
         try:
             predictions = self._predict(features)
             if len(predictions) != len(features):
                 count = f"{len(predictions)} predictions for {len(features)} rows"
                 raise RuntimeError(f"the model gave {count}")
-        except Exception as error:
-            log.exception("prediction failed for a batch of %d requests", len(batch))
-            for _, future in batch:
-                future.set_exception(error)
+        except Exception:
+            if len(batch) > 1:
+                middle = len(batch) // 2
+                self._call_isolated(batch[:middle])
+                self._call_isolated(batch[middle:])
+                return
+            token = logs.request_id.set(batch[0].request_id)
+            log.exception("prediction failed for a request of %d rows", len(features))
+            logs.request_id.reset(token)
+            _settle(batch[0].future, error=_model_failed())
             return
+        finally:
+            self._calling_since = None
         BATCH_ROWS.observe(len(features))
         ROWS.inc(len(features))
         start = 0
-        for rows, future in batch:
-            future.set_result(predictions[start : start + len(rows)])
-            start += len(rows)
+        for request in batch:
+            _settle(request.future, result=predictions[start : start + len(request.rows)])
+            start += len(request.rows)
+
+
+def _model_failed() -> RequestError:
+    return RequestError(
+        500, "prediction_failed", "the model failed on this request: the log has the details"
+    )
+
+
+def _settle(future: Future, result: object = None, error: Exception | None = None) -> None:
+    """Answer a request unless it is already answered (or was cancelled while queued)."""
+    if future.done():
+        return
+    try:
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+    except InvalidStateError:  # answered or cancelled meanwhile
+        pass

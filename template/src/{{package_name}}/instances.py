@@ -50,7 +50,23 @@ def parse_instances(payload: object, n_features: int, max_rows: int, dtype: str)
                 raise RequestError(
                     422, "invalid_value", f"instances[{i}][{j}] is {value}, not a finite number"
                 )
-    return np.asarray(rows, dtype=dtype)
+    return _as_dtype(rows, np.dtype(dtype))
+
+
+def _as_dtype(rows: list, dtype: np.dtype) -> np.ndarray:
+    """The rows in the model's dtype, refusing values that dtype cannot hold: 1e300 is
+    finite as a float, but inf as float32, and a model fed inf fails its whole batch."""
+    values = np.asarray(rows, dtype=np.float64)
+    limits = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+    outside = (values < limits.min) | (values > limits.max)
+    if dtype.kind in "iu":
+        outside |= values != np.round(values)
+    if outside.any():
+        i, j = (int(index) for index in np.argwhere(outside)[0])
+        raise RequestError(
+            422, "invalid_value", f"instances[{i}][{j}] is {rows[i][j]}, which {dtype} cannot hold"
+        )
+    return values.astype(dtype, copy=False)
 
 
 def _is_finite(value: int | float) -> bool:

@@ -42,10 +42,13 @@ def config(level: str) -> dict:
         "formatters": {"json": {"()": JsonFormatter}},
         "handlers": {"stderr": handler},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
+        # uvicorn's worker copies gunicorn's loggers' handlers onto its own and stops them
+        # propagating: so each has the JSON handler itself, or uvicorn's lines would be lost,
+        # or printed as plain text by logging's last resort.
         "loggers": {
-            "gunicorn.error": {"level": level.upper(), "handlers": [], "propagate": True},
+            "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
             # One line per request comes from the app, with its request id.
-            "gunicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
-            "uvicorn.access": {"level": "WARNING", "handlers": [], "propagate": False},
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            "uvicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
     }

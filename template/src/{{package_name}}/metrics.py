@@ -24,6 +24,11 @@ LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 ROWS = Counter("predicted_rows_total", "Instances predicted")
+SHED = Counter(
+    "shed_requests_total",
+    "Requests refused or dropped to stay responsive: queue_full, deadline or abandoned",
+    ["reason"],
+)
 BATCH_ROWS = Histogram(
     "model_batch_rows",
     "Rows per model call (micro-batches merge concurrent requests)",
