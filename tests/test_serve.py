@@ -135,8 +135,12 @@ def test_concurrent_requests_each_get_their_own_predictions(combination, builds,
     assert model_calls < 3 * 64, "concurrent requests never shared a model call"
 
 
-def metric(page: str, name: str) -> float:
-    (line,) = [line for line in page.splitlines() if line.startswith(name + " ")]
+def metric(page: str, name: str, absent: float | None = None) -> float:
+    """A sample's value from a /metrics page; `absent` if given stands for a missing one."""
+    lines = [line for line in page.splitlines() if line.startswith(name + " ")]
+    if not lines and absent is not None:
+        return absent
+    (line,) = lines
     return float(line.split()[1])
 
 
@@ -262,10 +266,67 @@ def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, bu
     assert set(seen.statuses) == {200, 503}, seen.statuses  # nothing refused, no other 5xx
     assert set(seen.codes) <= {"overloaded", "deadline_exceeded"}, seen.codes
     probes = sorted(seen.probe_seconds)
+    assert probes, "no probe ran during the load"
     # Within the probes' timeouts (k8s/base/deployment.yaml): readiness 2 s, liveness 5 s.
     assert probes[len(probes) * 9 // 10] < 2 and probes[-1] < 5, probes
     assert max(seen.rss_mib) < idle_mib + 64, (idle_mib, seen.rss_mib)
     assert after.json() == {"predictions": [0, 0, 0]}  # the batcher outlived the cancellations
+    assert not [line for line in lines if line["level"] in ("error", "critical")]
+
+
+def slow_model(sample: Path, into: Path) -> Path:
+    """The sample's metadata around a forest of 2000 trees: scikit-learn walks them one by
+    one, so each call takes a tenth of a second or more, however few its rows."""
+    import joblib
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+
+    iris = load_iris()
+    forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(iris.data, iris.target)
+    forest.estimators_ *= 100  # the same 20 trees, walked 100 times: slow, quick to build
+    forest.n_estimators = len(forest.estimators_)
+    joblib.dump(forest, into / "model.joblib")
+    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
+    for path in (into, *into.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    return into
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_a_client_that_hangs_up_is_not_computed(combination, builds, render, tmp_path):
+    model_dir = slow_model(render(combination) / "model", tmp_path)
+    # One request per model call: 24 callers queue for seconds, but wait only half a second.
+    settings = {"WORKERS": "1", "BATCH_MAX_ROWS": "1", "MODEL_DIR": "/opt/slow"}
+    mount = read_only(model_dir, "/opt/slow")
+    callers = 24
+
+    def impatient(i: int) -> str:
+        try:
+            body = {"instances": [IRIS[i]]}
+            requests.post(f"{service.url}/predict", json=body, headers=JSON, timeout=0.5)
+        except requests.Timeout:
+            return "gave up"
+        return "answered"
+
+    with serving(builds.image(combination), mounts=(mount,), **settings) as service:
+        with ThreadPoolExecutor(callers) as pool:
+            outcomes = collections.Counter(pool.map(impatient, range(callers)))
+        # Every request ends either predicted or dropped; wait until all have.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            page = requests.get(f"{service.url}/metrics", timeout=10).text
+            computed = metric(page, "predicted_rows_total", absent=0)
+            dropped = metric(page, 'shed_requests_total{reason="abandoned"}', absent=0)
+            if computed + dropped >= callers:
+                break
+            time.sleep(0.2)
+        after = service.predict(IRIS[:3])
+        lines = service.log_lines()
+    assert outcomes["gave up"] >= callers // 2, outcomes
+    assert computed + dropped == callers, (computed, dropped)
+    assert dropped >= outcomes["gave up"] - 4, (computed, dropped, outcomes)
+    assert after.status_code == 200
+    assert any(line.get("status") == 499 for line in lines)
     assert not [line for line in lines if line["level"] in ("error", "critical")]
 
 
@@ -312,7 +373,9 @@ def overload(service, clients: int, rows: list, seconds: float) -> Overload:
             time.sleep(0.2)
 
     with ThreadPoolExecutor(clients + 1) as pool:
-        done = [pool.submit(client) for _ in range(clients)] + [pool.submit(prober)]
+        # The prober first: once hundreds of busy client threads share the GIL, a thread
+        # started after them may not run before the load is over.
+        done = [pool.submit(prober)] + [pool.submit(client) for _ in range(clients)]
         for future in done:
             future.result()
     return seen

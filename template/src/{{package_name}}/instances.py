@@ -1,5 +1,6 @@
 """Validation of prediction requests against the model's input schema."""
 
+import functools
 import json
 import math
 
@@ -35,6 +36,7 @@ def parse_instances(payload: object, n_features: int, max_rows: int, dtype: str)
         raise RequestError(
             422, "too_many_rows", f"{len(rows)} instances; at most {max_rows} per request"
         )
+    low, high, whole = _limits(dtype)
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != n_features:
             raise RequestError(
@@ -50,23 +52,23 @@ def parse_instances(payload: object, n_features: int, max_rows: int, dtype: str)
                 raise RequestError(
                     422, "invalid_value", f"instances[{i}][{j}] is {value}, not a finite number"
                 )
-    return _as_dtype(rows, np.dtype(dtype))
+            # Checked here, in the model's dtype, not after the cast: 1e300 is a finite
+            # float, but inf as float32, and a model fed inf fails its whole batch.
+            if not low <= value <= high or (whole and value != int(value)):
+                message = f"instances[{i}][{j}] is {value}, which {dtype} cannot hold"
+                raise RequestError(422, "invalid_value", message)
+    return np.asarray(rows, dtype=dtype)
 
 
-def _as_dtype(rows: list, dtype: np.dtype) -> np.ndarray:
-    """The rows in the model's dtype, refusing values that dtype cannot hold: 1e300 is
-    finite as a float, but inf as float32, and a model fed inf fails its whole batch."""
-    values = np.asarray(rows, dtype=np.float64)
-    limits = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
-    outside = (values < limits.min) | (values > limits.max)
-    if dtype.kind in "iu":
-        outside |= values != np.round(values)
-    if outside.any():
-        i, j = (int(index) for index in np.argwhere(outside)[0])
-        raise RequestError(
-            422, "invalid_value", f"instances[{i}][{j}] is {rows[i][j]}, which {dtype} cannot hold"
-        )
-    return values.astype(dtype, copy=False)
+@functools.cache
+def _limits(dtype: str) -> tuple[int | float, int | float, bool]:
+    """The least and greatest value `dtype` holds (exact Python numbers), and whether it
+    holds only whole numbers."""
+    if np.dtype(dtype).kind == "f":
+        limits = np.finfo(dtype)
+        return float(limits.min), float(limits.max), False
+    limits = np.iinfo(dtype)
+    return int(limits.min), int(limits.max), True
 
 
 def _is_finite(value: int | float) -> bool:
