@@ -192,11 +192,21 @@ def test_bad_configuration_stops_with_a_message_naming_the_variable(combination,
     assert "WORKERS" in result.stderr and "MAX_ROWS" in result.stderr, result.stderr
 
 
+def model_dir(estimator, sample: Path, into: Path) -> Path:
+    """`into` as a model directory: `estimator` pickled beside the sample's metadata."""
+    import joblib
+
+    joblib.dump(estimator, into / "model.joblib")
+    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
+    for path in (into, *into.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    return into
+
+
 def poisoned_model(sample: Path, into: Path) -> Path:
     """The sample's metadata around a forest that takes exponentials first: a length of
     1000 overflows to infinity inside the model, which then fails the call. Validation,
     which sees a fine float32, cannot know."""
-    import joblib
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import make_pipeline
@@ -205,11 +215,7 @@ def poisoned_model(sample: Path, into: Path) -> Path:
     iris = load_iris()
     forest = RandomForestClassifier(n_estimators=10, random_state=0)
     model = make_pipeline(FunctionTransformer(np.exp), forest).fit(iris.data, iris.target)
-    joblib.dump(model, into / "model.joblib")
-    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
-    for path in (into, *into.iterdir()):
-        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
-    return into
+    return model_dir(model, sample, into)
 
 
 @pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
@@ -277,7 +283,6 @@ def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, bu
 def slow_model(sample: Path, into: Path) -> Path:
     """The sample's metadata around a forest of 2000 trees: scikit-learn walks them one by
     one, so each call takes a tenth of a second or more, however few its rows."""
-    import joblib
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 
@@ -285,11 +290,7 @@ def slow_model(sample: Path, into: Path) -> Path:
     forest = RandomForestClassifier(n_estimators=20, random_state=0).fit(iris.data, iris.target)
     forest.estimators_ *= 100  # the same 20 trees, walked 100 times: slow, quick to build
     forest.n_estimators = len(forest.estimators_)
-    joblib.dump(forest, into / "model.joblib")
-    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
-    for path in (into, *into.iterdir()):
-        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
-    return into
+    return model_dir(forest, sample, into)
 
 
 @pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
