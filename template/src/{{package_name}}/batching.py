@@ -28,13 +28,14 @@ class MicroBatcher:
     """One thread owns the model; requests hand it rows and wait on a future.
 
     Adaptive: while the model is busy, arriving requests queue up and the next
-    call takes all of them (up to `max_rows`). Once calls merge requests, each
-    also waits for more while they keep coming, each within `quiet` seconds of
-    the last, for up to `max_wait` in all: the clients just answered send their
-    next requests, and one call for all of them costs far less than several.
-    After a lone request, the next one runs at once, so light traffic never
-    waits. Each request gets back exactly its own slice of the predictions, in
-    order.
+    call takes all of them (up to `max_rows`). A call also waits, for at most
+    `max_wait`, until it has as many requests as the previous call served: under
+    steady load the clients just answered send their next requests a moment
+    later, and one call for all of them costs far less than several (a model
+    call's fixed cost dwarfs a row's). After a lone request the next one runs at
+    once, so light traffic never waits; when load falls, one call waits out
+    `max_wait` and the next expects only what that one got. Each request gets
+    back exactly its own slice of the predictions, in order.
 
     Bounded: past `max_queued_rows` waiting rows, a request is refused at once
     (503) rather than queued behind work it would wait seconds for. Isolated: a
@@ -49,12 +50,10 @@ class MicroBatcher:
         max_rows: int,
         max_wait: float,
         max_queued_rows: int = 1 << 30,
-        quiet: float = 0.002,
     ) -> None:
         self._predict = predict
         self._max_rows = max_rows
         self._max_wait = max_wait
-        self._quiet = quiet
         self._max_queued_rows = max_queued_rows
         self._queue: queue.SimpleQueue[Request] = queue.SimpleQueue()
         self._queued_rows = 0
@@ -105,12 +104,12 @@ class MicroBatcher:
 
     def _serve(self) -> None:
         carried: Request | None = None  # did not fit into the previous batch
-        merging = False  # the previous call served several requests: traffic is heavy
+        expected = 1  # requests the previous call served
         while True:
             batch = self._holding = [carried or self._queue.get()]
             try:
-                carried = self._fill(batch, self._max_wait if merging else 0.0)
-                merging = len(batch) > 1
+                carried = self._fill(batch, expected)
+                expected = len(batch)
                 self._run(batch)
             except Exception:
                 # Whatever went wrong, no request is left waiting and the thread carries on.
@@ -120,12 +119,13 @@ class MicroBatcher:
             # Not on the way out of a dying thread: the supervisor answers what it held.
             self._holding = []
 
-    def _fill(self, batch: list[Request], max_wait: float) -> Request | None:
+    def _fill(self, batch: list[Request], expected: int) -> Request | None:
+        """Add what is queued; wait (up to `max_wait`) while fewer than `expected` requests."""
         rows = len(batch[0].rows)
         self._dequeued(rows)
-        deadline = time.monotonic() + max_wait
+        deadline = time.monotonic() + self._max_wait
         while rows < self._max_rows:
-            wait = min(deadline - time.monotonic(), self._quiet)
+            wait = deadline - time.monotonic() if len(batch) < expected else 0.0
             try:
                 request = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
             except queue.Empty:
