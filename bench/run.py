@@ -39,7 +39,10 @@ GENERATED = ("fastapi", "flask")
 AS_SHIPPED = ("mlflow", "bentoml")  # the anchors with their defaults
 AT_BEST = ("bentoml-batched", "litserve-batched")  # the anchors batching, at their best settings
 OVERLOAD_RSS_MIB = 64  # per worker: how far a generated service's RSS may grow under overload
-PROBE_TIMEOUT_S = 2  # the generated readinessProbe's timeoutSeconds
+# The generated deployment's probes (k8s/base/deployment.yaml): timeoutSeconds, and the
+# failureThreshold of consecutive failures after which the kubelet acts.
+READINESS_PROBE = (2, 2)  # out of the Service's endpoints
+LIVENESS_PROBE = (5, 3)  # restarted
 READY_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
 
@@ -420,27 +423,38 @@ class RssSampler:
 
 
 class Prober(threading.Thread):
-    """Kubelet-like probes during a run: one GET of each URL every 0.2 s, 10 s timeout."""
+    """Kubelet-like probes during a run: one GET of each URL every 0.2 s, 10 s timeout.
+
+    `seconds[url]` holds each probe's time in order, None for an answer other than 200.
+    """
 
     def __init__(self, urls: list[str]) -> None:
         super().__init__(daemon=True)
-        self.urls, self.seconds, self.failures = urls, [], 0
+        self.seconds: dict[str, list[float | None]] = {url: [] for url in urls}
         self._finished = threading.Event()
 
     def run(self) -> None:
         while not self._finished.wait(0.2):
-            for url in self.urls:
+            for url, seconds in self.seconds.items():
                 started = time.monotonic()
                 try:
                     ok = http(url, timeout=10)[0] == 200
                 except OSError:
                     ok = False
-                self.seconds.append(time.monotonic() - started)
-                self.failures += not ok
+                seconds.append(time.monotonic() - started if ok else None)
 
     def finish(self) -> None:
         self._finished.set()
         self.join()
+
+
+def longest_failing_run(seconds: list[float | None], timeout: float) -> int:
+    """Most consecutive probes that a kubelet would count as failed (slow or not 200)."""
+    longest = current = 0
+    for s in seconds:
+        current = current + 1 if s is None or s >= timeout else 0
+        longest = max(longest, current)
+    return longest
 
 
 class Profiler:
@@ -529,8 +543,8 @@ class Overload:
     run: dict = field(default_factory=dict)
     rss_idle: int = 0
     rss_peak: int = 0
-    probe_seconds: list = field(default_factory=list)
-    probe_failures: int = 0
+    readiness: list = field(default_factory=list)  # seconds of each probe, None: not 200
+    liveness: list = field(default_factory=list)
 
 
 def overload(bench: Bench, name: str, settings: dict[str, str]) -> Overload:
@@ -541,7 +555,8 @@ def overload(bench: Bench, name: str, settings: dict[str, str]) -> Overload:
     try:
         with serving(bench, name, settings) as (server, _):
             result.rss_idle = tree_rss_bytes(server.root_pid())
-            prober = Prober(sorted({base + spec.health_path, base + spec.ready_path}))
+            ready_url, health_url = base + spec.ready_path, base + spec.health_path
+            prober = Prober(sorted({ready_url, health_url}))
             prober.start()
             log(f"{name}: overload, {args.overload_connections} connections, 8-row POSTs")
             try:
@@ -554,7 +569,8 @@ def overload(bench: Bench, name: str, settings: dict[str, str]) -> Overload:
             finally:
                 prober.finish()
             result.rss_peak = rss.peak
-            result.probe_seconds, result.probe_failures = prober.seconds, prober.failures
+            result.readiness = prober.seconds[ready_url]
+            result.liveness = prober.seconds[health_url]
     except Exception as error:  # noqa: BLE001 -- reported in the table, the run goes on
         result.error = str(error).splitlines()[0][:200]
         log(f"{name}: overload FAILED: {error}")
@@ -581,8 +597,8 @@ def fastest(results: list[Result], names: tuple[str, ...]) -> Result | None:
     return max(finished, key=lambda r: r.predict["rps"], default=None)
 
 
-def throughput_table(results: list[Result], args, info: dict) -> None:
-    shipped, best = fastest(results, AS_SHIPPED), fastest(results, AT_BEST)
+def throughput_table(results: list[Result], anchor_runs: list[Result], args, info: dict) -> None:
+    shipped, best = fastest(anchor_runs, AS_SHIPPED), fastest(anchor_runs, AT_BEST)
     print(
         f"\nThroughput: wrk {args.connections} connections, {args.wrk_threads} threads, "
         f"{args.duration} s, 1-row POST {ROW_BODY}; {args.workers} worker(s) each; loopback"
@@ -617,7 +633,9 @@ def throughput_table(results: list[Result], args, info: dict) -> None:
     columns = (("shipped", "as shipped", shipped), ("best", "at their best", best))
     for column, label, anchor in columns:
         if anchor is not None:
-            print(f"{column}: ratios to {anchor.name}, the fastest of the anchors {label}")
+            run = f" ({short(anchor.settings)})" if anchor.settings else ""
+            print(f"{column}: ratios to {anchor.name}{run} at {anchor.predict['rps']:.0f} rps, the "
+                  f"fastest run of the anchors {label}")  # fmt: skip
     loads = ", ".join(f"{r.name} {r.load[0]:.2f}->{r.load[1]:.2f}" for r in results if r.load)
     print(f"1-min load average before->after each server: {loads}")
     probes = ", ".join(f"{r.name} {r.probe_ms:.0f}" for r in results)
@@ -660,7 +678,7 @@ def overload_table(results: list[Overload], args) -> None:
         f"8-row POSTs; probes GET the health and readiness paths every 0.2 s\n"
     )
     header = ("service|answered/s|200/s|p99 ms|503 %|other 5xx %|4xx|sock err|RSS idle->peak MiB|"
-              "probe p50 ms|probe max ms|probe fails").split("|")  # fmt: skip
+              "probe p50 ms|probe max ms|not 200").split("|")  # fmt: skip
     rows = []
     for r in results:
         if r.error:
@@ -668,7 +686,8 @@ def overload_table(results: list[Overload], args) -> None:
             continue
         run, seconds = r.run, r.run["duration_us"] / 1e6
         answered, shed, other, client = shares(run)
-        probes = sorted(r.probe_seconds) or [0.0]
+        every = probes_of(r)
+        probes = sorted(s for s in every if s is not None) or [0.0]
         answered_200 = run["statuses"].get(200, 0)
         rows.append([r.name, f"{answered / seconds:.0f}", f"{answered_200 / seconds:.0f}",
                      ms(run["p99_us"]), f"{100 * shed / max(answered, 1):.1f}",
@@ -676,15 +695,20 @@ def overload_table(results: list[Overload], args) -> None:
                      str(run["socket_errors"]),
                      f"{r.rss_idle / 2**20:.0f}->{r.rss_peak / 2**20:.0f}",
                      f"{1000 * probes[len(probes) // 2]:.0f}", f"{1000 * probes[-1]:.0f}",
-                     str(r.probe_failures)])  # fmt: skip
+                     str(every.count(None))])  # fmt: skip
     table(header, rows)
     print(
         "p99: of every answered request, 503s included. sock err: connect/read/write errors and "
-        "10 s timeouts.\nprobe fails: probes that got no 200 within 10 s."
+        "10 s timeouts.\nnot 200: probes that got no 200 within 10 s."
     )
     for r in results:
         if r.error:
             print(f"failed: {r.name}: {r.error} (logs in bench/.work/)")
+
+
+def probes_of(r: Overload) -> list[float | None]:
+    """Every probe of a run, once (an anchor may have one path for both)."""
+    return r.readiness + (r.liveness if r.liveness is not r.readiness else [])
 
 
 def package_of(frame: str) -> str:
@@ -722,7 +746,7 @@ def profile_summary(name: str, path: Path) -> None:
         print(f"  {100 * n / total:5.1f}%  {function[-110:]}")
 
 
-def targets(results: list[Result], loads: list[Overload], args) -> int:
+def targets(results: list[Result], anchor_runs: list[Result], loads: list[Overload], args) -> int:
     ok = {r.name: r for r in results if not r.error}
     verdicts = []
 
@@ -733,7 +757,7 @@ def targets(results: list[Result], loads: list[Overload], args) -> int:
     print()
     for label, names, factor, p99_factor in (("as shipped", AS_SHIPPED, 8, 1 / 3),
                                              ("at their best", AT_BEST, 2, 1)):  # fmt: skip
-        best = fastest(results, names)
+        best = fastest(anchor_runs, names)
         if best is None:
             continue
         b = best.predict
@@ -789,11 +813,17 @@ def targets(results: list[Result], loads: list[Overload], args) -> int:
         )
         growth, bound = (r.rss_peak - r.rss_idle) / 2**20, OVERLOAD_RSS_MIB * args.workers
         target(f"{r.name} overload: RSS grows <= {bound} MiB: {growth:.0f} MiB", growth <= bound)
-        worst = max(r.probe_seconds, default=0.0)
+        worst = max((s for s in probes_of(r) if s is not None), default=0.0)
+        runs = {probe: (longest_failing_run(seconds, timeout), threshold)
+                for probe, seconds, (timeout, threshold) in (
+                    ("readiness", r.readiness, READINESS_PROBE),
+                    ("liveness", r.liveness, LIVENESS_PROBE))}  # fmt: skip
+        seen = "; ".join(f"{probe}: at most {run} failed in a row, {threshold} would act"
+                         for probe, (run, threshold) in runs.items())  # fmt: skip
         target(
-            f"{r.name} overload: every probe answered 200 within the readinessProbe's "
-            f"{PROBE_TIMEOUT_S} s: max {worst:.2f} s, {r.probe_failures} not 200",
-            worst < PROBE_TIMEOUT_S and r.probe_failures == 0,
+            f"{r.name} overload: the kubelet keeps the pod ready and alive ({seen}; "
+            f"slowest probe {worst:.2f} s)",
+            all(run < threshold for run, threshold in runs.values()),
         )
     if len(ok) < len(results) or any(r.error for r in loads):
         return 2
@@ -849,7 +879,10 @@ def main() -> int:
     if not args.no_overload:
         loads = [overload(bench, r.name, r.settings) for r in results]
 
-    throughput_table(results, args, info)
+    # The anchors at their best are compared at their fastest run, the settings sweep's short
+    # runs included: on a noisy machine that is the anchor's best showing, not its average.
+    anchor_runs = results + [r for _, tried in sweeps.values() for r in tried if not r.error]
+    throughput_table(results, anchor_runs, args, info)
     if sweeps:
         sweep_table({name: tried for name, (_, tried) in sweeps.items()}, args)
     if loads:
@@ -858,7 +891,7 @@ def main() -> int:
         for name in GENERATED:
             if name in args.servers:
                 profile_summary(name, WORK / f"profile-{name}-{args.workers}w.txt")
-    return targets(results, loads, args)
+    return targets(results, anchor_runs, loads, args)
 
 
 if __name__ == "__main__":
