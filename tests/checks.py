@@ -89,3 +89,20 @@ def ruff(project: Path) -> str:
             + _findings([BIN / "ruff", "format", "--check", "--diff", "--no-cache", "."], project)
         ),
     )
+
+
+def workflows(project: Path) -> str:
+    """zizmor (offline), actionlint and GitHub's workflow schema on .github/workflows/ ('' when
+    clean), once per distinct set of workflow files."""
+    files = sorted((project / ".github" / "workflows").glob("*.yaml"))
+    key = "workflows" + _digest(*(p.name.encode() + p.read_bytes() for p in files))
+    names = [str(p.relative_to(project)) for p in files]
+    schema = ["--builtin-schema", "vendor.github-workflows"]
+    return _once(
+        key,
+        lambda: (
+            _findings([BIN / "zizmor", "--offline", "--quiet", *names], project)
+            + _findings([BIN / "actionlint", *names], project)
+            + _findings([BIN / "check-jsonschema", *schema, *names], project)
+        ),
+    )

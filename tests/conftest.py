@@ -17,7 +17,10 @@ pytest_plugins = ["servers.fixtures"]
 
 SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
-STAGES = ["test_questionnaire", "test_render", "test_build", "test_serve", "test_registry"]
+STAGES = [
+    "test_questionnaire", "test_render", "test_update", "test_build", "test_serve",
+    "test_registry",
+]  # fmt: skip
 
 
 def pytest_collection_modifyitems(items):

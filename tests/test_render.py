@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import reference
-from checks import check_file, hadolint, ruff
+from checks import check_file, hadolint, ruff, workflows
 from combinations import ALL, Combination, choices
 
 ML_REQUIREMENT = {
@@ -31,6 +31,7 @@ def test_render(combination: Combination, render):
             check_file(path, project)
     assert hadolint(project) == ""
     assert ruff(project) == ""
+    assert workflows(project) == ""
     check_answers(combination, project)
 
 

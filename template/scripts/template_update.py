@@ -1,0 +1,111 @@
+"""Bring this repository up to the template's newest release, on a branch, ready for review.
+
+    python scripts/template_update.py [--branch-prefix P] [--body-file F] [--github-output F]
+
+What .github/workflows/template-update.yaml runs on its schedule, and what anyone can run
+by hand in a clean checkout. Asks Copier whether a newer release of the template exists
+(`copier check-update`); if so, updates to it on a new branch with `copier update
+--defaults --conflict inline` (no --trust: the template runs no tasks), commits the result
+whatever it is, and writes the pull request's title and body. Conflicts do not stop it:
+they are committed with their markers, listed in the body, and the title says so, so a
+person resolves them on the branch. Opening the pull request is left to the caller.
+
+Exit status: 0 up to date or updated (see the outputs), 1 something failed.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+
+# Only git and copier run, found on PATH as a user's shell finds them (S603, S607).
+def run(*command: str) -> str:
+    done = subprocess.run(command, capture_output=True, text=True)  # noqa: S603
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n{done.stderr}")
+    return done.stdout
+
+
+def conflicts() -> list[str]:
+    """Files with conflict markers (git diff --check), and any .rej Copier wrote."""
+    diff = ["git", "diff", "HEAD", "--check"]  # exits 2 when it finds markers
+    check = subprocess.run(diff, capture_output=True, text=True)  # noqa: S603
+    marked = {
+        line.split(":", 1)[0] for line in check.stdout.splitlines() if "conflict marker" in line
+    }
+    untracked = run("git", "ls-files", "--others", "--exclude-standard").splitlines()
+    return sorted(marked | {path for path in untracked if path.endswith(".rej")})
+
+
+def body(current: str, latest: str, conflicted: list[str]) -> str:
+    lines = [
+        f"Updates this repository from ml-docker-template {current} to {latest} with "
+        "`copier update --defaults --conflict inline`.",
+        "",
+        "Read the template's CHANGELOG.md for the upgrade notes of each release in between. "
+        "`model/` is never touched by an update.",
+        "",
+    ]
+    if conflicted:
+        lines += [
+            f"**{len(conflicted)} file(s) need a person**: the template changed lines this "
+            "repository changed too. Resolve the markers (`<<<<<<< before updating`) on this "
+            "branch; `git diff --check` and the pre-commit hook find them.",
+            "",
+            *[f"- `{path}`" for path in conflicted],
+        ]
+    else:
+        lines.append("Copier merged every change: no conflicts.")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--branch-prefix", default="template-update/")
+    parser.add_argument(
+        "--body-file", type=Path, default=Path(tempfile.gettempdir()) / "template-update.md",
+        help="where the pull request's body is written (outside the repository)",
+    )  # fmt: skip
+    parser.add_argument("--github-output", type=Path, help="append name=value outputs here")
+    args = parser.parse_args()
+
+    if run("git", "status", "--porcelain"):
+        raise SystemExit("the working tree has changes: commit or stash them first")
+    check = json.loads(run("copier", "check-update", "--output-format", "json"))
+    outputs = {"updated": "false", "version": check["latest_version"]}
+    if check["update_available"]:
+        current, latest = check["current_version"], check["latest_version"]
+        branch = f"{args.branch_prefix}{latest}"
+        run("git", "switch", "--create", branch)
+        update = ["copier", "update", "--defaults", "--conflict", "inline"]
+        run(*update, "--vcs-ref", latest)
+        conflicted = conflicts()
+        title = f"Update from ml-docker-template {current} to {latest}"
+        if conflicted:
+            title = f"[{len(conflicted)} conflict(s)] {title}"
+        run("git", "add", "--all")
+        # --no-verify: the pre-commit hook would refuse the conflict markers, which are
+        # committed on purpose, for a person to resolve on this branch.
+        run("git", "commit", "--quiet", "--no-verify", "--message", title)
+        args.body_file.write_text(body(current, latest, conflicted))
+        outputs |= {
+            "updated": "true",
+            "branch": branch,
+            "title": title,
+            "conflicts": str(len(conflicted)),
+            "body-file": str(args.body_file),
+        }
+        print(f"{title}: committed on {branch}")
+    else:
+        print(f"up to date with ml-docker-template {check['current_version']}")
+    if args.github_output:
+        with args.github_output.open("a") as out:
+            out.writelines(f"{name}={value}\n" for name, value in outputs.items())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
