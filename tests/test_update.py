@@ -368,3 +368,20 @@ def test_an_organisation_preset_is_recorded_and_kept_by_updates(releases: Releas
         if step == "copied":
             update(project, releases.newest, {"web_framework": "flask"})
     assert recorded["web_framework"] == "flask"
+
+
+def test_files_the_newest_release_stops_rendering_are_named_in_its_upgrade_notes(
+    releases: Releases, tmp_path: Path
+):
+    """A generated file the previous release rendered and the newest does not (renamed or
+    removed) is named in the newest release's CHANGELOG.md section, the place Copier's
+    message after an update sends the team."""
+    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
+    section = changelog.split("\n## ")[1]
+    assert section.startswith(releases.newest), section[:40]
+    previous = releases.versions[-2]
+    for n, combination in enumerate(FROM_OLDEST):
+        old = fresh_render(releases, combination.answers, tmp_path / f"old{n}", previous)
+        new = fresh_render(releases, combination.answers, tmp_path / f"new{n}")
+        gone = sorted(p for p in set(old) - set(new) if not p.startswith("model/"))
+        assert [p for p in gone if Path(p).name not in section] == [], combination.id
