@@ -77,11 +77,22 @@ def make_releases(into: Path) -> Releases:
             )
         git("tag", version, commit, cwd=into)
         versions.append(version)
+    if changelog_releases()[0][1] is not None:
+        # No unreleased heading: then the checkout must be the newest release, or the
+        # update stage would test a release instead of the template in front of it.
+        commit_working_tree(into, "check", commit=False)
+        template = ["copier.yml", "template", "includes"]
+        if git("diff", "--cached", "--stat", versions[-1], "--", *template, cwd=into).strip():
+            raise AssertionError(
+                f"the template changed since release {versions[-1]}: add a "
+                "'## X.Y.Z - unreleased' heading to CHANGELOG.md for what is coming"
+            )
     return Releases(into, versions)
 
 
-def commit_working_tree(repo: Path, version: str) -> str:
-    """The template as it is in this checkout, committed in the scratch clone."""
+def commit_working_tree(repo: Path, version: str, commit: bool = True) -> str:
+    """The template as it is in this checkout, committed in the scratch clone (or only
+    copied there, with commit=False)."""
     for part in ("copier.yml", "template", "includes"):
         target, source = repo / part, TEMPLATE_ROOT / part
         if target.is_dir():
@@ -93,7 +104,8 @@ def commit_working_tree(repo: Path, version: str) -> str:
         elif source.exists():
             shutil.copy2(source, target)
     git("add", "--all", cwd=repo)
-    git("commit", "--quiet", "--allow-empty", "-m", f"Release candidate {version}", cwd=repo)
+    if commit:
+        git("commit", "--quiet", "--allow-empty", "-m", f"Release candidate {version}", cwd=repo)
     return git("rev-parse", "HEAD", cwd=repo).strip()
 
 
@@ -137,16 +149,24 @@ def tree(root: Path, under: str = "") -> dict[str, bytes]:
 
 # The synthetic release after the newest rewrites this file's first line (its docstring).
 NEXT_RELEASE_FILE = "template/src/{{package_name}}/errors.py"
+# The generated README's last line: teams add their sections after it.
+README_FOOTER = "<!-- Your team's own sections go below this line"
 
 
 def add_next_release(releases: Releases) -> str:
-    """A patch release on top of the newest, for updates from the newest: it changes one
-    line, the first of NEXT_RELEASE_FILE, so a team edit of that line must conflict."""
+    """A patch release on top of the newest, for updates from the newest: it changes the
+    first line of NEXT_RELEASE_FILE, so a team edit of that line must conflict, and adds a
+    paragraph at the end of the README, just above the footer teams write below."""
     major, minor, patch = map(int, releases.newest.split("."))
     version = f"{major}.{minor}.{patch + 1}"
     path = releases.repo / NEXT_RELEASE_FILE
     first, rest = path.read_text().split("\n", 1)
     path.write_text(first.replace('"""', '"""Revised: ', 1) + "\n" + rest)
+    readme = releases.repo / "template" / "README.md.jinja"
+    text = readme.read_text()
+    assert README_FOOTER in text, "the generated README lost its footer"
+    added = "A paragraph new in this release.\n\n"
+    readme.write_text(text.replace(README_FOOTER, added + README_FOOTER))
     git("commit", "--quiet", "--all", "-m", f"Release {version}", cwd=releases.repo)
     git("tag", version, cwd=releases.repo)
     return version

@@ -97,7 +97,7 @@ def scale(x: float) -> float:
 MEMORY_LIMIT = re.compile(r"(limits:\n(?:[ ]+\S.*\n)*?[ ]+memory: )(\S+)")
 
 
-def team_edits(package: str, answers_neutral_only: bool = False) -> list[Edit]:
+def team_edits(package: str, framework_neutral_only: bool = False) -> list[Edit]:
     """The fixed set; framework-neutral ones only when a scenario switches web framework."""
     edits = [
         Edit("requirements/serving.txt", lambda t: t + "orjson==3.11.5\n", "orjson==3.11.5"),
@@ -108,7 +108,7 @@ def team_edits(package: str, answers_neutral_only: bool = False) -> list[Edit]:
         ),
         Edit("README.md", lambda t: t + RUNBOOK, "## Runbook (team)"),
     ]
-    if not answers_neutral_only:
+    if not framework_neutral_only:
         route = _replace_once("\n    return app\n", "\n" + ROUTE)
         edits.append(Edit(f"src/{package}/app.py", route, "/team/version"))
     return edits
@@ -215,12 +215,17 @@ def _by_id(combination_id: str) -> Combination:
 
 
 # The default; PyTorch, whose sample a release renamed (model.pt -> model.pt2); a GPU
-# registry-mode service on Flask.
-FROM_OLDEST = [
-    _by_id("py3.13-fastapi-sklearn-embedded-ghcr"),
-    _by_id("py3.12-flask-pytorch-embedded-dockerhub"),
-    _by_id("py3.11-flask-onnxruntime-gpu-mlflow-ecr"),
-]
+# registry-mode service on Flask. Each with the files where the team's edits and the
+# releases since meet, conflicts a person must settle (CHANGELOG.md's upgrade notes say
+# so): the README's end, which 0.1.0 had no footer to protect; the line before FastAPI's
+# `return app`, where the team added its route and 0.3.0 its /predict route; the MLflow
+# client line that 0.4.0 moved to the top of serving.txt, the context of the team's
+# appended dependency.
+FROM_OLDEST = {
+    _by_id("py3.13-fastapi-sklearn-embedded-ghcr"): {"README.md", "src/iris_classifier/app.py"},
+    _by_id("py3.12-flask-pytorch-embedded-dockerhub"): {"README.md"},
+    _by_id("py3.11-flask-onnxruntime-gpu-mlflow-ecr"): {"README.md", "requirements/serving.txt"},
+}
 
 
 @pytest.mark.parametrize("combination", FROM_OLDEST, ids=lambda c: c.id)
@@ -234,7 +239,7 @@ def test_an_update_from_the_oldest_release_keeps_every_team_edit(
     message = update(project, releases.newest)
     assert "git diff --check" in message and "model/ is as it was" in message
     expected = fresh_render(releases, combination.answers, tmp_path / "fresh")
-    check_updated(project, expected, edits, model_before)
+    assert check_updated(project, expected, edits, model_before) == FROM_OLDEST[combination]
     recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert recorded["_commit"] == releases.newest
 
@@ -258,7 +263,7 @@ def test_changing_an_answer_on_update_renders_the_new_choice_plus_the_team_edits
     before, change, conflicts = SWITCHES[switch]
     project = copy_project(releases, releases.newest, before, tmp_path / "project")
     package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
-    edits = team_edits(package, answers_neutral_only=True)
+    edits = team_edits(package, framework_neutral_only=True)
     model_before = edit_project(project, edits)
     update(project, releases.newest, change)
     expected = fresh_render(releases, {**before, **change}, tmp_path / "fresh")
@@ -317,6 +322,7 @@ def test_the_update_script_commits_a_conflict_marked_and_names_it(next_release, 
     outputs = run_update_script(project, tmp_path)
     assert outputs["conflicts"] == "1" and outputs["title"].startswith("[1 conflict(s)] ")
     assert f"- `{path}`" in (tmp_path / "body.md").read_text()
+    assert git("status", "--porcelain", cwd=project) == "", "the markers were not committed"
     assert conflicted(project, since="main") == {path}
     assert pre_commit_finds_markers(project, {path}) == {path}
     assert not list(project.rglob("*.rej"))
@@ -334,6 +340,10 @@ def test_a_conflicting_edit_is_left_marked_and_caught(releases: Releases, tmp_pa
     commit_all(project, "Team edit on a line the template changed")
     update(project, releases.newest)
     assert conflicted(project) == {path}
+    # The command Copier's message and the README give, as typed.
+    check = ["git", "diff", "--check"]
+    documented = subprocess.run(check, cwd=project, capture_output=True, text=True)
+    assert documented.returncode != 0 and f"{path}:" in documented.stdout, documented.stdout
     assert pre_commit_finds_markers(project, {path}) == {path}
     assert not list(project.rglob("*.rej"))
     text = target.read_text()
@@ -361,27 +371,42 @@ def test_an_organisation_preset_is_recorded_and_kept_by_updates(releases: Releas
     git("init", "--quiet", "--initial-branch=main", cwd=project)
     commit_all(project, "Generated from ml-docker-template with the organisation's preset")
     image = f"{org['registry_host']}/{org['image_namespace']}/fraud-scorer"
-    for step in ("copied", "updated"):
+
+    def recorded_and_used(step: str) -> dict:
         recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
         assert {key: recorded[key] for key in org} == org, step
         assert f"images: {image}\n" in (project / ".github/workflows/ci.yaml").read_text(), step
-        if step == "copied":
-            update(project, releases.newest, {"web_framework": "flask"})
-    assert recorded["web_framework"] == "flask"
+        return recorded
+
+    recorded_and_used("copied")
+    update(project, releases.newest, {"web_framework": "flask"})
+    assert recorded_and_used("updated")["web_framework"] == "flask"
+
+
+# One combination per answer value: together they render every file any combination does.
+NOTES_COVERAGE = [
+    _by_id("py3.13-fastapi-sklearn-embedded-ghcr"),
+    _by_id("py3.12-flask-pytorch-s3-dockerhub"),
+    _by_id("py3.11-fastapi-onnxruntime-gpu-gcs-ecr"),
+    _by_id("py3.13-flask-pytorch-gpu-mlflow-gar"),
+    _by_id("py3.12-fastapi-onnxruntime-https-acr"),
+    _by_id("py3.11-flask-sklearn-s3-other"),
+]
 
 
 def test_files_the_newest_release_stops_rendering_are_named_in_its_upgrade_notes(
     releases: Releases, tmp_path: Path
 ):
     """A generated file the previous release rendered and the newest does not (renamed or
-    removed) is named in the newest release's CHANGELOG.md section, the place Copier's
-    message after an update sends the team."""
-    changelog = (TEMPLATE_ROOT / "CHANGELOG.md").read_text()
-    section = changelog.split("\n## ")[1]
+    removed, samples under model/ included) is named, as `path`, in the upgrade notes of the
+    newest release's CHANGELOG.md section, where Copier's message after an update sends
+    the team."""
+    section = (TEMPLATE_ROOT / "CHANGELOG.md").read_text().split("\n## ")[1]
     assert section.startswith(releases.newest), section[:40]
+    notes = section.partition("### Upgrade notes")[2]
     previous = releases.versions[-2]
-    for n, combination in enumerate(FROM_OLDEST):
+    for n, combination in enumerate(NOTES_COVERAGE):
         old = fresh_render(releases, combination.answers, tmp_path / f"old{n}", previous)
         new = fresh_render(releases, combination.answers, tmp_path / f"new{n}")
-        gone = sorted(p for p in set(old) - set(new) if not p.startswith("model/"))
-        assert [p for p in gone if Path(p).name not in section] == [], combination.id
+        gone = sorted(set(old) - set(new))
+        assert [p for p in gone if f"`{p}`" not in notes] == [], combination.id

@@ -31,8 +31,10 @@ def run(*command: str) -> str:
 
 def conflicts() -> list[str]:
     """Files with conflict markers (git diff --check), and any .rej Copier wrote."""
-    diff = ["git", "diff", "HEAD", "--check"]  # exits 2 when it finds markers
+    diff = ["git", "-c", "core.quotePath=false", "diff", "HEAD", "--check"]
     check = subprocess.run(diff, capture_output=True, text=True)  # noqa: S603
+    if check.returncode not in (0, 2):  # 2: it found markers or whitespace errors
+        raise SystemExit(f"git diff --check failed ({check.returncode}):\n{check.stderr}")
     marked = {
         line.split(":", 1)[0] for line in check.stdout.splitlines() if "conflict marker" in line
     }
@@ -79,9 +81,15 @@ def main() -> int:
     if check["update_available"]:
         current, latest = check["current_version"], check["latest_version"]
         branch = f"{args.branch_prefix}{latest}"
-        run("git", "switch", "--create", branch)
-        update = ["copier", "update", "--defaults", "--conflict", "inline"]
-        run(*update, "--vcs-ref", latest)
+        run("git", "switch", "--force-create", branch)  # a rerun starts the branch afresh
+        try:
+            run("copier", "update", "--defaults", "--conflict", "inline", "--vcs-ref", latest)
+        except SystemExit:
+            # Leave the checkout as it was found: clean, on the branch it started from.
+            run("git", "reset", "--hard", "--quiet")
+            run("git", "clean", "-d", "--force", "--quiet")
+            run("git", "switch", "--quiet", "-")
+            raise
         conflicted = conflicts()
         title = f"Update from ml-docker-template {current} to {latest}"
         if conflicted:
