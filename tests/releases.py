@@ -123,10 +123,16 @@ def data_args(answers: dict) -> list[str]:
     return [f"--data={key}={value}" for key, value in answers.items()]
 
 
-def copy_project(releases: Releases, version: str, answers: dict, into: Path) -> Path:
-    """`copier copy` at a release, committed as a team's first commit."""
+def render_release(releases: Releases, version: str, answers: dict, into: Path) -> Path:
+    """`copier copy --defaults` at a release, with `answers` given by --data."""
     copier("copy", "--defaults", "--quiet", f"--vcs-ref={version}", *data_args(answers),
            str(releases.repo), str(into), cwd=into.parent)  # fmt: skip
+    return into
+
+
+def copy_project(releases: Releases, version: str, answers: dict, into: Path) -> Path:
+    """`copier copy` at a release, committed as a team's first commit."""
+    render_release(releases, version, answers, into)
     git("init", "--quiet", "--initial-branch=main", cwd=into)
     commit_all(into, "Generated from ml-docker-template")
     return into

@@ -35,6 +35,7 @@ from releases import (
     data_args,
     git,
     make_releases,
+    render_release,
     tree,
 )
 
@@ -54,10 +55,7 @@ def next_release(tmp_path_factory) -> tuple[Releases, str]:
 
 def fresh_render(releases: Releases, answers: dict, into: Path, version: str = "") -> dict:
     """Every file of `copier copy` at `version` (the newest release by default)."""
-    ref = version or releases.newest
-    copier("copy", "--defaults", "--quiet", f"--vcs-ref={ref}", *data_args(answers),
-           str(releases.repo), str(into), cwd=into.parent)  # fmt: skip
-    return tree(into)
+    return tree(render_release(releases, version or releases.newest, answers, into))
 
 
 # ---------------------------------------------------------------- the team's edits
