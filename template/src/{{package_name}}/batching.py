@@ -1,9 +1,10 @@
 """Adaptive micro-batching: rows of concurrent requests share one model call."""
 
 import logging
-import queue
+import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
@@ -55,9 +56,13 @@ class MicroBatcher:
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._max_queued_rows = max_queued_rows
-        self._queue: queue.SimpleQueue[Request] = queue.SimpleQueue()
-        self._queued_rows = 0
-        self._queued_lock = threading.Lock()
+        # Submitted requests not yet taken into a call, and their rows. `_wake_at` is how many
+        # waiting requests wake the batcher thread: it is woken once per call, not once per
+        # request, since on these workers every wake-up is a GIL hand-off between threads.
+        self._waiting: deque[Request] = deque()
+        self._waiting_rows = 0
+        self._arrived = threading.Condition()
+        self._wake_at = 1
         self._calling_since: float | None = None  # monotonic start of the running model call
         self._holding: list[Request] = []  # taken from the queue, not yet answered
         self._thread = threading.Thread(target=self._serve, name="micro-batcher", daemon=True)
@@ -66,7 +71,7 @@ class MicroBatcher:
     def check_room(self, rows: int = 1) -> None:
         """Refuse at once (503) what would wait behind `max_queued_rows` rows; a request
         larger than the bound still gets in when nothing is waiting."""
-        queued = self._queued_rows
+        queued = self._waiting_rows
         if queued and queued + rows > self._max_queued_rows:
             SHED.labels("queue_full").inc()
             raise RequestError(
@@ -75,11 +80,13 @@ class MicroBatcher:
             )  # fmt: skip
 
     def submit(self, rows: np.ndarray) -> Future:
-        with self._queued_lock:
-            self.check_room(len(rows))
-            self._queued_rows += len(rows)
         request = Request(rows)
-        self._queue.put(request)
+        with self._arrived:
+            self.check_room(len(rows))
+            self._waiting.append(request)
+            self._waiting_rows += len(rows)
+            if len(self._waiting) >= self._wake_at or self._waiting_rows >= self._max_rows:
+                self._arrived.notify()
         return request.future
 
     @property
@@ -93,22 +100,18 @@ class MicroBatcher:
 
     def fail_everything(self, error: RequestError) -> None:
         """Answer every request held or queued with `error`: this batcher is being given up."""
-        pending = list(self._holding)
-        while True:
-            try:
-                pending.append(self._queue.get_nowait())
-            except queue.Empty:
-                break
+        with self._arrived:
+            pending = [*self._holding, *self._waiting]
+            self._waiting.clear()
+            self._waiting_rows = 0
         for request in pending:
             _settle(request.future, error=error)
 
     def _serve(self) -> None:
-        carried: Request | None = None  # did not fit into the previous batch
         expected = 1  # requests the previous call served
         while True:
-            batch = self._holding = [carried or self._queue.get()]
+            batch = self._next_batch(expected)
             try:
-                carried = self._fill(batch, expected)
                 expected = len(batch)
                 self._run(batch)
             except Exception:
@@ -119,27 +122,28 @@ class MicroBatcher:
             # Not on the way out of a dying thread: the supervisor answers what it held.
             self._holding = []
 
-    def _fill(self, batch: list[Request], expected: int) -> Request | None:
-        """Add what is queued; wait (up to `max_wait`) while fewer than `expected` requests."""
-        rows = len(batch[0].rows)
-        self._dequeued(rows)
-        deadline = time.monotonic() + self._max_wait
-        while rows < self._max_rows:
-            wait = deadline - time.monotonic() if len(batch) < expected else 0.0
-            try:
-                request = self._queue.get(timeout=wait) if wait > 0 else self._queue.get_nowait()
-            except queue.Empty:
-                return None
-            self._dequeued(len(request.rows))
-            if rows + len(request.rows) > self._max_rows:
-                return request
-            batch.append(request)
-            rows += len(request.rows)
-        return None
-
-    def _dequeued(self, rows: int) -> None:
-        with self._queued_lock:
-            self._queued_rows -= rows
+    def _next_batch(self, expected: int) -> list[Request]:
+        """Wait for a request, then (up to `max_wait`) for `expected` of them, and take the
+        waiting requests that fit in `max_rows`; a larger one comes next, alone."""
+        with self._arrived:
+            self._wake_at = 1
+            while not self._waiting:
+                self._arrived.wait()
+            self._wake_at = expected
+            deadline = time.monotonic() + self._max_wait
+            while len(self._waiting) < expected and self._waiting_rows < self._max_rows:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._arrived.wait(remaining):
+                    break
+            self._wake_at = sys.maxsize  # while the model runs, arrivals just wait in line
+            batch = [self._waiting.popleft()]
+            rows = len(batch[0].rows)
+            while self._waiting and rows + len(self._waiting[0].rows) <= self._max_rows:
+                batch.append(self._waiting.popleft())
+                rows += len(batch[-1].rows)
+            self._waiting_rows -= rows
+            self._holding = batch
+        return batch
 
     def _run(self, batch: list[Request]) -> None:
         # Marks each future running, so a waiter's later cancel() can no longer race set_result.
