@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests"))  # the kubelet's probe rules, shared with the serve stage
+from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row  # noqa: E402
+
 BENCH = REPO / "bench"
 WORK = BENCH / ".work"
 VENV = BENCH / ".venv"
@@ -39,10 +42,6 @@ GENERATED = ("fastapi", "flask")
 AS_SHIPPED = ("mlflow", "bentoml")  # the anchors with their defaults
 AT_BEST = ("bentoml-batched", "litserve-batched")  # the anchors batching, at their best settings
 OVERLOAD_RSS_MIB = 64  # per worker: how far a generated service's RSS may grow under overload
-# The generated deployment's probes (k8s/base/deployment.yaml): timeoutSeconds, and the
-# failureThreshold of consecutive failures after which the kubelet acts.
-READINESS_PROBE = (2, 2)  # out of the Service's endpoints
-LIVENESS_PROBE = (5, 3)  # restarted
 READY_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20
 
@@ -448,15 +447,6 @@ class Prober(threading.Thread):
         self.join()
 
 
-def longest_failing_run(seconds: list[float | None], timeout: float) -> int:
-    """Most consecutive probes that a kubelet would count as failed (slow or not 200)."""
-    longest = current = 0
-    for s in seconds:
-        current = current + 1 if s is None or s >= timeout else 0
-        longest = max(longest, current)
-    return longest
-
-
 class Profiler:
     """py-spy sampling a server's whole process tree during a run (--profile).
 
@@ -585,6 +575,8 @@ def ms(us: float) -> str:
 
 
 def table(header: list[str], rows: list[list[str]]) -> None:
+    """Columns padded to their widest cell; a short row (a failed server's) is padded too."""
+    rows = [row + [""] * (len(header) - len(row)) for row in rows]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *rows, strict=True)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
     print("  ".join("-" * w for w in widths))
@@ -613,7 +605,7 @@ def throughput_table(results: list[Result], anchor_runs: list[Result], args, inf
     rows = []
     for r in results:
         if r.error:
-            rows.append([r.name, "failed"] + [""] * (len(header) - 2))
+            rows.append([r.name, "failed"])
             continue
         p, ratios = r.predict, []
         for anchor in (shipped, best):
@@ -640,9 +632,8 @@ def throughput_table(results: list[Result], anchor_runs: list[Result], args, inf
     print(f"1-min load average before->after each server: {loads}")
     probes = ", ".join(f"{r.name} {r.probe_ms:.0f}" for r in results)
     print(f"CPU probe before each server (ms for a fixed Python loop; lower is faster): {probes}")
+    say_why_failed(results)
     for r in results:
-        if r.error:
-            print(f"failed: {r.name}: {r.error} (logs in bench/.work/)")
         if r.health and r.health["non2xx"] + r.health["socket_errors"]:
             print(
                 f"note: {r.name} healthz run: {r.health['non2xx']} non-2xx, "
@@ -656,7 +647,7 @@ def sweep_table(sweeps: dict[str, list[Result]], args) -> None:
     for name, tried in sweeps.items():
         for r in tried:
             if r.error:
-                rows.append([name, short(r.settings), "failed", "", ""])
+                rows.append([name, short(r.settings), "failed"])
             else:
                 rows.append([name, short(r.settings), f"{r.predict['rps']:.0f}",
                              ms(r.predict["p99_us"]), str(r.predict["non2xx"])])  # fmt: skip
@@ -682,7 +673,7 @@ def overload_table(results: list[Overload], args) -> None:
     rows = []
     for r in results:
         if r.error:
-            rows.append([r.name, "failed"] + [""] * (len(header) - 2))
+            rows.append([r.name, "failed"])
             continue
         run, seconds = r.run, r.run["duration_us"] / 1e6
         answered, shed, other, client = shares(run)
@@ -701,6 +692,10 @@ def overload_table(results: list[Overload], args) -> None:
         "p99: of every answered request, 503s included. sock err: connect/read/write errors and "
         "10 s timeouts.\nnot 200: probes that got no 200 within 10 s."
     )
+    say_why_failed(results)
+
+
+def say_why_failed(results: list[Result] | list[Overload]) -> None:
     for r in results:
         if r.error:
             print(f"failed: {r.name}: {r.error} (logs in bench/.work/)")
@@ -814,7 +809,7 @@ def targets(results: list[Result], anchor_runs: list[Result], loads: list[Overlo
         growth, bound = (r.rss_peak - r.rss_idle) / 2**20, OVERLOAD_RSS_MIB * args.workers
         target(f"{r.name} overload: RSS grows <= {bound} MiB: {growth:.0f} MiB", growth <= bound)
         worst = max((s for s in probes_of(r) if s is not None), default=0.0)
-        runs = {probe: (longest_failing_run(seconds, timeout), threshold)
+        runs = {probe: (failed_in_a_row(seconds, timeout), threshold)
                 for probe, seconds, (timeout, threshold) in (
                     ("readiness", r.readiness, READINESS_PROBE),
                     ("liveness", r.liveness, LIVENESS_PROBE))}  # fmt: skip

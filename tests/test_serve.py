@@ -17,6 +17,7 @@ import reference
 from combinations import Combination, choices
 from containers import read_only, serving
 from docker_host import sh
+from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row
 from reference import IRIS
 
 pytestmark = pytest.mark.docker
@@ -273,10 +274,11 @@ def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, bu
     assert set(seen.codes) <= {"overloaded", "deadline_exceeded"}, seen.codes
     readiness, liveness = seen.probe_seconds["/readyz"], seen.probe_seconds["/healthz"]
     assert readiness and liveness, "no probe ran during the load"
-    # What the kubelet would do (k8s/base/deployment.yaml): take the pod out of the Service
-    # after 2 readiness probes in a row over their 2 s timeout; restart it on liveness
-    # probes over 5 s (here: any one, where the kubelet waits for 3).
-    assert slow_in_a_row(readiness, over=2) < 2 and max(liveness) < 5, seen.probe_seconds
+    # The kubelet would take the pod out of the Service after 2 readiness probes in a row over
+    # their 2 s timeout; restart it on liveness probes over 5 s (here: any one, not 3).
+    timeout, threshold = READINESS_PROBE
+    assert failed_in_a_row(readiness, timeout) < threshold, seen.probe_seconds
+    assert max(liveness) < LIVENESS_PROBE[0], seen.probe_seconds
     assert max(seen.rss_mib) < idle_mib + 64, (idle_mib, seen.rss_mib)
     assert after.json() == {"predictions": [0, 0, 0]}  # the batcher outlived the cancellations
     assert not [line for line in lines if line["level"] in ("error", "critical")]
@@ -384,15 +386,6 @@ def overload(service, clients: int, rows: list, seconds: float) -> Overload:
         for future in done:
             future.result()
     return seen
-
-
-def slow_in_a_row(seconds: list[float], over: float) -> int:
-    """The longest run of consecutive probes that took `over` seconds or more."""
-    longest = current = 0
-    for s in seconds:
-        current = current + 1 if s >= over else 0
-        longest = max(longest, current)
-    return longest
 
 
 def rss_mib(pid: int) -> float:

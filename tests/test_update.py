@@ -134,7 +134,9 @@ def edit_project(project: Path, edits: list[Edit]) -> dict[str, bytes]:
 
 
 def conflicted(project: Path, since: str = "HEAD") -> set[str]:
-    """Files with conflict markers, as `git diff --check` reports them (exit 2)."""
+    """Files with conflict markers, as `git diff --check` reports them (exit 2). Written
+    apart from the generated script's `conflicts()` on purpose: this is the command that
+    Copier's message and the README give people, checked on its own."""
     done = subprocess.run(
         ["git", "diff", since, "--check"], cwd=project, capture_output=True, text=True
     )
