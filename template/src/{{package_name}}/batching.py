@@ -85,7 +85,7 @@ class MicroBatcher:
             self.check_room(len(rows))
             self._waiting.append(request)
             self._waiting_rows += len(rows)
-            if len(self._waiting) >= self._wake_at or self._waiting_rows >= self._max_rows:
+            if self._enough_waiting(self._wake_at):
                 self._arrived.notify()
         return request.future
 
@@ -131,7 +131,7 @@ class MicroBatcher:
                 self._arrived.wait()
             self._wake_at = expected
             deadline = time.monotonic() + self._max_wait
-            while len(self._waiting) < expected and self._waiting_rows < self._max_rows:
+            while not self._enough_waiting(expected):
                 remaining = deadline - time.monotonic()
                 if remaining <= 0 or not self._arrived.wait(remaining):
                     break
@@ -144,6 +144,10 @@ class MicroBatcher:
             self._waiting_rows -= rows
             self._holding = batch
         return batch
+
+    def _enough_waiting(self, requests: int) -> bool:
+        """A call has what it waits for: `requests` requests, or a full call's rows."""
+        return len(self._waiting) >= requests or self._waiting_rows >= self._max_rows
 
     def _run(self, batch: list[Request]) -> None:
         # Marks each future running, so a waiter's later cancel() can no longer race set_result.
