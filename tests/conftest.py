@@ -177,6 +177,9 @@ def builds(request, docker_host, render):
     yield builds
     builds.close()
     report = {"machine": docker_host.notes, **builds.report()}
+    if len(selected) == len(ALL) and not report["failed"] and not report["test_stages_failed"]:
+        report["disk"] = builds.bound_build_cache().strip("; ")
+        say(f"docker: build cache bounded; Docker holds {report['disk']}")
     (REPORT_DIR / "builds.json").write_text(json.dumps(report, indent=2) + "\n")
     request.config.stash[BUILD_SUMMARY] = (
         f"docker builds: {report['built']} contexts built for {report['combinations']} "

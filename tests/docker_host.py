@@ -16,6 +16,8 @@ from combinations import Combination
 
 INFRA = Path(__file__).resolve().parent / "infra"
 IMAGE_PREFIX = "ml-docker-template-test"
+# A cold full run leaves about 15 GB of build cache; older renders' cache beyond that goes.
+CACHE_KEEP = "20GB"
 
 
 def sh(*command, timeout: float = 60, check: bool = True) -> str:
@@ -207,6 +209,16 @@ class Builds:
             sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600, check=False)
         left = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
         return [image for image in stale if image.partition(":")[2] not in left]
+
+    def bound_build_cache(self) -> str:
+        """Keep the build cache under CACHE_KEEP, the least recently used dropped first.
+
+        A full run uses the cache of every planned context, so what goes is what older
+        renders built. (`--filter until=` judges by creation, and would drop the ML
+        layers every rerun reuses.) Returns what Docker holds afterwards.
+        """
+        sh("docker", "builder", "prune", "--force", "--keep-storage", CACHE_KEEP, timeout=600)
+        return sh("docker", "system", "df", "--format", "{{.Type}}: {{.Size}}").replace("\n", "; ")
 
     @staticmethod
     def _failed(test: Future | None) -> bool:

@@ -78,7 +78,8 @@ def check_answers(c: Combination, project: Path) -> None:
     workflow = yaml.safe_load((project / ".github/workflows/ci.yaml").read_text())
     steps = workflow["jobs"]["image"]["steps"]
     (meta,) = [s for s in steps if s.get("uses", "").startswith("docker/metadata-action@")]
-    image = meta["with"]["images"]
+    assert meta["with"]["images"] == "${{ env.IMAGE }}"
+    image = workflow["jobs"]["image"]["env"]["IMAGE"]
     host = {"ghcr": "ghcr.io", "dockerhub": "docker.io"}.get(c.container_registry)
     assert image == f"{host or recorded['registry_host']}/{recorded['image_path']}"
     (build,) = [s for s in steps if s.get("uses", "").startswith("docker/build-push-action@")]

@@ -2,6 +2,8 @@
 
 import collections
 import json
+import os
+import shutil
 import subprocess
 import threading
 import time
@@ -12,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
+import yaml
 
 import reference
 from combinations import Combination, choices
@@ -53,6 +56,56 @@ def test_serves_the_sample_models_predictions(combination, builds, render):
         # Exec-form CMD: gunicorn gets SIGTERM, drains and exits 0 well inside the grace period.
         seconds, exit_code = service.stop(grace=30)
         assert exit_code == 0 and seconds < 25, (seconds, exit_code)
+
+
+# Printed by the runtime's own Python: installers no installed library asks for (PyTorch
+# needs setuptools at run time), then the test suites of the installed libraries.
+WHAT_THE_RUNTIME_LEFT_BEHIND = """
+import importlib.metadata as md, importlib.util, pathlib, re, sysconfig
+site = pathlib.Path(sysconfig.get_paths()["purelib"])
+needed = {re.split(r"[ ;<>=!~\\[]", r)[0].lower()
+          for d in md.distributions() for r in d.requires or []}
+print([m for m in ("pip", "setuptools", "wheel")
+       if importlib.util.find_spec(m) and m not in needed])
+print(sorted(str(p.relative_to(site)) for p in site.glob("*/**/tests") if p.is_dir()))
+"""
+
+
+@pytest.mark.parametrize("combination", SERVED, ids=lambda c: c.id)
+def test_the_runtime_carries_no_installer_and_no_test_suites_of_its_libraries(combination, builds):
+    command = ["docker", "run", "--rm", "--read-only", "--network", "none", "--entrypoint"]
+    out = sh(*command, "python", builds.image(combination), "-c", WHAT_THE_RUNTIME_LEFT_BEHIND)
+    installers, test_suites = out.splitlines()
+    assert installers == "[]", f"importable in the runtime: {installers}"
+    assert test_suites == "[]", f"test suites left in the runtime: {test_suites[:500]}"
+
+
+SMOKE_STEP = "Start the image read-only as its own user and ask it for a prediction"
+REGISTRY_MODE = Combination("3.13", "flask", "onnxruntime", False, "registry", "s3", "ecr")
+SMOKED = [*PER_WEB_FRAMEWORK, REGISTRY_MODE]
+
+
+@pytest.mark.parametrize("combination", SMOKED, ids=lambda c: c.id)
+def test_the_workflows_check_of_the_image_it_pushes_passes_here(
+    combination, builds, render, tmp_path
+):
+    """The generated CI's own step, run as GitHub runs it, on the image this suite built."""
+    project = shutil.copytree(render(combination), tmp_path / "checkout")
+    workflow = yaml.safe_load((project / ".github/workflows/ci.yaml").read_text())
+    (step,) = [s for s in workflow["jobs"]["image"]["steps"] if s.get("name") == SMOKE_STEP]
+    env = {**os.environ, "IMAGE_REF": builds.image(combination)}
+    try:
+        done = subprocess.run(
+            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+            cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    finally:
+        logs = subprocess.run(["docker", "logs", "runtime-under-test"], capture_output=True)
+        sh("docker", "rm", "--force", "runtime-under-test", check=False)
+    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{logs.stderr.decode()[-2000:]}"
+    sent = json.loads((project / "model/example-request.json").read_text())["instances"]
+    answer = json.loads((project / "answer.json").read_text())
+    assert len(answer["predictions"]) == len(sent), done.stdout
 
 
 MAX_ROWS, MAX_BODY_BYTES = 10, 4096

@@ -149,11 +149,15 @@ def conflicted(project: Path, since: str = "HEAD") -> set[str]:
 def pre_commit_finds_markers(project: Path, files: set[str]) -> set[str]:
     """Run the generated config's check-merge-conflict hook (pre-commit-hooks, at the rev the
     config pins) with the config's arguments on `files`; the files it flags."""
-    config = yaml.safe_load((project / ".pre-commit-config.yaml").read_text())
+    text = (project / ".pre-commit-config.yaml").read_text()
+    config = yaml.safe_load(text)
     repo, hook = next(
         (r, h) for r in config["repos"] for h in r["hooks"] if h["id"] == "check-merge-conflict"
     )
-    assert repo["rev"] == "v" + importlib.metadata.version("pre-commit-hooks"), repo["rev"]
+    # The rev is a commit SHA; the version it is frozen at is in the comment after it.
+    frozen = re.search(rf"rev: {repo['rev']}\s+# frozen: (\S+)", text)
+    version = frozen[1] if frozen else repo["rev"]
+    assert version == "v" + importlib.metadata.version("pre-commit-hooks"), version
     done = subprocess.run(
         [sys.executable, "-m", "pre_commit_hooks.check_merge_conflict", *hook.get("args", []),
          *sorted(files)],
@@ -375,7 +379,8 @@ def test_an_organisation_preset_is_recorded_and_kept_by_updates(releases: Releas
     def recorded_and_used(step: str) -> dict:
         recorded = yaml.safe_load((project / ".copier-answers.yml").read_text())
         assert {key: recorded[key] for key in org} == org, step
-        assert f"images: {image}\n" in (project / ".github/workflows/ci.yaml").read_text(), step
+        workflow = (project / ".github/workflows/ci.yaml").read_text()
+        assert re.search(rf"\n +(images|IMAGE): {re.escape(image)}\n", workflow), step
         return recorded
 
     recorded_and_used("copied")

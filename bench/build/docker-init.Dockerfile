@@ -1,0 +1,23 @@
+# The single-stage Dockerfile `docker init` writes for a Python project, given the same
+# requirements as the generated one: the yardstick for the generated image's size.
+# Differences, all needed to serve the same project: useradd (Debian's minimal images
+# have no adduser), the requirements folder, the PyTorch CPU index, and the command.
+ARG PYTHON_VERSION=3.13
+FROM python:${PYTHON_VERSION}-slim AS base
+ENV PYTHONDONTWRITEBYTECODE=1
+ENV PYTHONUNBUFFERED=1
+WORKDIR /app
+ARG UID=10001
+RUN useradd --no-create-home --home-dir /nonexistent --shell /sbin/nologin --uid "${UID}" appuser
+# PyTorch CPU renders: https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_URL=
+RUN --mount=type=cache,target=/root/.cache/pip \
+    --mount=type=bind,source=requirements,target=requirements \
+    python -m pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} \
+        -r requirements/ml.txt -r requirements/serving.txt
+USER appuser
+COPY . .
+ARG PACKAGE
+ENV PYTHONPATH=/app/src MODEL_DIR=/app/model PACKAGE=${PACKAGE}
+EXPOSE 8000
+CMD gunicorn --config "python:${PACKAGE}.gunicorn_conf" "${PACKAGE}.app:create_app()"

@@ -1,0 +1,14 @@
+# The naive Dockerfile: the whole project first, then one install. Any change to any
+# file re-runs the install.
+ARG PYTHON_VERSION=3.13
+FROM python:${PYTHON_VERSION}-slim
+WORKDIR /app
+COPY . .
+# PyTorch CPU renders: https://download.pytorch.org/whl/cpu
+ARG TORCH_INDEX_URL=
+RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} \
+        -r requirements/ml.txt -r requirements/serving.txt
+ARG PACKAGE
+ENV PYTHONPATH=/app/src MODEL_DIR=/app/model PACKAGE=${PACKAGE}
+EXPOSE 8000
+CMD gunicorn --config "python:${PACKAGE}.gunicorn_conf" "${PACKAGE}.app:create_app()"
