@@ -19,7 +19,7 @@ SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
 STAGES = [
     "test_questionnaire", "test_render", "test_update", "test_build", "test_serve",
-    "test_registry",
+    "test_push", "test_registry",
 ]  # fmt: skip
 
 

@@ -5,6 +5,7 @@ import pytest
 from .gcs import GcsServer
 from .https import HttpsServer
 from .mlflow import MlflowServer
+from .oci import OciRegistry
 from .s3 import S3Server
 
 # The bearer token of the HTTPS server's /private/ tree: a credential the suite
@@ -34,3 +35,9 @@ def mlflow_server(tmp_path_factory):
 def https_server(tmp_path_factory):
     with HttpsServer(tmp_path_factory.mktemp("https"), HTTPS_TOKEN) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def oci_registry(tmp_path_factory):
+    with OciRegistry(tmp_path_factory.mktemp("oci-registry")).running() as registry:
+        yield registry
