@@ -21,7 +21,9 @@ import gzip
 import hashlib
 import importlib.util
 import json
+import os
 import re
+import runpy
 import shutil
 import statistics
 import subprocess
@@ -201,10 +203,13 @@ def measure(project: Project, dockerfile: str, base: str, ready_runs: int) -> Ro
     app.write_text(app.read_text() + "\n# a source-only change\n")
     source = build(context, tag, project, f"{dockerfile}-source")
     log(f"{dockerfile}: rebuild after a serving-dependency change ({NEW_SERVING_DEPENDENCY})")
-    serving = context / "requirements" / "serving.txt"
-    serving.write_text(serving.read_text() + NEW_SERVING_DEPENDENCY + "\n")
+    serving, lock = (context / "requirements" / f"serving.{kind}" for kind in ("txt", "lock"))
+    before = serving.read_text(), lock.read_text()
+    serving.write_text(before[0] + NEW_SERVING_DEPENDENCY + "\n")
+    relock(context, "serving")  # as a team does: edit the .txt, lock it again
     changed = build(context, tag, project, f"{dockerfile}-serving")
-    serving.write_text(serving.read_text().replace(NEW_SERVING_DEPENDENCY + "\n", ""))
+    serving.write_text(before[0])
+    lock.write_text(before[1])
     final = build(context, tag, project, f"{dockerfile}-final")  # the image measured below
     log(f"{dockerfile}: {final.seconds:.1f} s back to the measured image; sizes and ready time")
     ready = [seconds_to_ready(tag) for _ in range(ready_runs)]
@@ -214,11 +219,19 @@ def measure(project: Project, dockerfile: str, base: str, ready_runs: int) -> Ro
         source.seconds,
         [s for s in source.steps_run() if "install" in s],
         changed.seconds,
-        not changed.ran_install("ml.txt"),
+        not changed.ran_install("ml.lock"),
         image_bytes(tag) - image_bytes(base),
         gzip_bytes_over(tag, base),
         statistics.median(ready),
     )
+
+
+def relock(project: Path, layer: str) -> None:
+    """One layer's lock, by the project's own scripts/lock.py command (needs uv and PyPI)."""
+    # uv as the template's venv pins it, where this script runs from.
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    command = runpy.run_path(str(project / "scripts" / "lock.py"))["command"](layer)
+    sh(*command, "--quiet", cwd=project)
 
 
 def torch_cpu_index() -> tuple[str | None, object]:

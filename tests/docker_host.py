@@ -7,7 +7,7 @@ import re
 import subprocess
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from docker.utils.build import exclude_paths
@@ -76,13 +76,23 @@ class DockerHost:
         if self.started_engine:
             sh("bash", INFRA / "docker-engine.sh", "stop", timeout=120)
 
+    def built_as(self, c: Combination) -> tuple[Combination, str | None]:
+        """The combination whose render this machine builds for c, and why if it is another.
+
+        A lock is made for its Python version: a Python 3.13 lock may pin releases that no
+        longer install on 3.11. Where this machine has no PyTorch CPU wheel for c's Python,
+        the render for a Python it has one for is built instead, with that version's locks.
+        """
+        if c.ml_framework == "pytorch" and not c.gpu and self.wheel_index:
+            if c.python_version not in self.torch_cpu_pythons:
+                python = min(self.torch_cpu_pythons)
+                why = f"no PyTorch CPU wheel for Python {c.python_version} here"
+                return replace(c, python_version=python), f"built as the py{python} render: {why}"
+        return c, None
+
     def build_args(self, c: Combination) -> tuple[dict[str, str], str | None]:
         """Build arguments for this machine, and why they differ from the defaults if they do."""
         python, why = c.python_version, None
-        if c.ml_framework == "pytorch" and not c.gpu and self.wheel_index:
-            if python not in self.torch_cpu_pythons:
-                python = min(self.torch_cpu_pythons)
-                why = f"no PyTorch CPU wheel for Python {c.python_version} here"
         if self.base_images.get(python) == "missing":
             python = next(v for v in self.python_versions if self.base_images[v] != "missing")
             why = f"no python:{c.python_version}-slim base here"
@@ -135,6 +145,7 @@ class Builds:
         self.host, self._render, self._log_dir, self._say = host, render, log_dir, say
         self.keys: dict[str, str] = {}
         self.members: dict[str, list[Combination]] = {}
+        self.built: dict[str, Combination] = {}  # the combination each context renders
         self.notes: dict[str, str] = {}
         self.args: dict[str, dict[str, str]] = {}
         self.seconds: dict[str, float] = {}
@@ -145,13 +156,15 @@ class Builds:
 
     def plan(self, combinations: list[Combination]) -> None:
         for c in combinations:
-            args, note = self.host.build_args(c)
-            key = context_digest(self._render(c), args)[:16]
+            built, instead = self.host.built_as(c)
+            args, note = self.host.build_args(built)
+            key = context_digest(self._render(built), args)[:16]
             self.keys[c.id] = key
             self.members.setdefault(key, []).append(c)
+            self.built[key] = built
             self.args[key] = args
-            if note:
-                self.notes[c.id] = note
+            if instead or note:
+                self.notes[c.id] = "; ".join(filter(None, [instead, note]))
 
     def image(self, c: Combination) -> str:
         key = self.keys[c.id]
@@ -166,7 +179,9 @@ class Builds:
             )
             try:
                 log = self._log_dir / f"{key}.log"
-                self.seconds[key] = build(self._render(c), self.args[key], log, "--tag", tag)
+                self.seconds[key] = build(
+                    self._render(self.built[key]), self.args[key], log, "--tag", tag
+                )
             except Exception as error:
                 self._failures[key] = f"{c.id}: {error}"
                 raise
@@ -181,8 +196,8 @@ class Builds:
         """
         if not self._tests:
             self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
-            for key, members in self.members.items():
-                project = self._render(members[0])
+            for key, built in self.built.items():
+                project = self._render(built)
                 log = self._log_dir / f"{key}-test.log"
                 tag = f"{IMAGE_PREFIX}:{key}-test"
                 self._tests[key] = self._pool.submit(

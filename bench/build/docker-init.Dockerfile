@@ -1,5 +1,5 @@
 # The single-stage Dockerfile `docker init` writes for a Python project, given the same
-# requirements as the generated one: the yardstick for the generated image's size.
+# locked requirements as the generated one: the yardstick for the generated image's size.
 # Differences, all needed to serve the same project: useradd (Debian's minimal images
 # have no adduser), the requirements folder, the PyTorch CPU index, and the command.
 ARG PYTHON_VERSION=3.13
@@ -13,8 +13,10 @@ RUN useradd --no-create-home --home-dir /nonexistent --shell /sbin/nologin --uid
 ARG TORCH_INDEX_URL=
 RUN --mount=type=cache,target=/root/.cache/pip \
     --mount=type=bind,source=requirements,target=requirements \
-    python -m pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} \
-        -r requirements/ml.txt -r requirements/serving.txt
+    for layer in ml serving; do \
+        python -m pip install --require-hashes --no-deps \
+            ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} -r "requirements/$layer.lock" \
+        || exit 1; done
 USER appuser
 COPY . .
 ARG PACKAGE

@@ -6,8 +6,10 @@ WORKDIR /app
 COPY . .
 # PyTorch CPU renders: https://download.pytorch.org/whl/cpu
 ARG TORCH_INDEX_URL=
-RUN pip install ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} \
-        -r requirements/ml.txt -r requirements/serving.txt
+RUN for layer in ml serving; do \
+        pip install --require-hashes --no-deps \
+            ${TORCH_INDEX_URL:+--extra-index-url "${TORCH_INDEX_URL}"} -r "requirements/$layer.lock" \
+        || exit 1; done
 ARG PACKAGE
 ENV PYTHONPATH=/app/src MODEL_DIR=/app/model PACKAGE=${PACKAGE}
 EXPOSE 8000
