@@ -108,7 +108,11 @@ def variant(project: Project, dockerfile: str) -> Path:
 
 
 def build(context: Path, tag: str, project: Project, label: str, *options: str) -> "Build":
-    args = {"PYTHON_VERSION": project.python, "PACKAGE": project.package, **project.build_args}
+    args = {
+        "PYTHON_IMAGE": f"python:{project.python}-slim",
+        "PACKAGE": project.package,
+        **project.build_args,
+    }
     arguments = [a for k, v in args.items() for a in ("--build-arg", f"{k}={v}")]
     logfile = WORK / f"{label}.log"
     started = time.monotonic()

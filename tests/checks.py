@@ -91,6 +91,16 @@ def ruff(project: Path) -> str:
     )
 
 
+def renovate_config(project: Path) -> str:
+    """Renovate's schema on .github/renovate.json ('' when valid), once per distinct file."""
+    config = project / ".github" / "renovate.json"
+    schema = ["--builtin-schema", "vendor.renovate"]
+    return _once(
+        "renovate" + _digest(config.read_bytes()),
+        lambda: _findings([BIN / "check-jsonschema", *schema, str(config)], project),
+    )
+
+
 def workflows(project: Path) -> str:
     """zizmor (offline), actionlint and GitHub's workflow schema on .github/workflows/ ('' when
     clean), once per distinct set of workflow files."""

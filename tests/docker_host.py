@@ -96,7 +96,7 @@ class DockerHost:
         if self.base_images.get(python) == "missing":
             python = next(v for v in self.python_versions if self.base_images[v] != "missing")
             why = f"no python:{c.python_version}-slim base here"
-        args = {"PYTHON_VERSION": python} if python != c.python_version else {}
+        args = {"PYTHON_IMAGE": f"python:{python}-slim"} if python != c.python_version else {}
         if c.ml_framework == "pytorch" and not c.gpu and self.wheel_index:
             args["TORCH_INDEX_URL"] = self.wheel_index
         return args, why and f"built against python:{python}-slim: {why}"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 import reference
-from checks import check_file, hadolint, ruff, workflows
+from checks import check_file, hadolint, renovate_config, ruff, workflows
 from combinations import ALL, Combination, choices
 
 ML_REQUIREMENT = {
@@ -32,6 +32,7 @@ def test_render(combination: Combination, render):
     assert hadolint(project) == ""
     assert ruff(project) == ""
     assert workflows(project) == ""
+    assert renovate_config(project) == ""
     check_answers(combination, project)
 
 
@@ -42,9 +43,13 @@ def check_answers(c: Combination, project: Path) -> None:
     package = project / "src" / recorded["package_name"]
 
     dockerfile = (project / "Dockerfile").read_text()
-    assert f"ARG PYTHON_VERSION={c.python_version}\n" in dockerfile
+    assert f"ARG PYTHON_IMAGE=python:{c.python_version}-slim\n" in dockerfile
     assert ("COPY model/ /opt/model/" in dockerfile) == (c.model_source == "embedded")
-    assert ("TORCH_INDEX_URL" in dockerfile) == (c.ml_framework == "pytorch" and not c.gpu)
+    cpu_torch = c.ml_framework == "pytorch" and not c.gpu
+    assert ("TORCH_INDEX_URL" in dockerfile) == cpu_torch
+    # PyTorch's CPU index, for uv and for Renovate's look-ups of torch.
+    assert (project / "uv.toml").exists() == cpu_torch
+    assert ("download.pytorch.org" in (project / ".github/renovate.json").read_text()) == cpu_torch
 
     ml = (project / "requirements/ml.txt").read_text()
     assert ML_REQUIREMENT[c.ml_framework, c.gpu] in ml

@@ -38,8 +38,12 @@ from combinations import ALL  # noqa: E402
 LOCKS = ROOT / "includes" / "locks"
 
 
-def render(answers: dict, into: Path) -> Path:
+def render(answers: dict, into: Path, torch_index: str) -> Path:
     run_copy(str(ROOT), into, data=answers, defaults=True, vcs_ref="HEAD", quiet=True)
+    # A CPU-PyTorch project names PyTorch's index in uv.toml, not in the locks' headers.
+    uv_toml = into / "uv.toml"
+    if uv_toml.exists():
+        uv_toml.write_text(uv_toml.read_text().replace(torch_cpu_links.REAL_INDEX, torch_index))
     return into
 
 
@@ -51,10 +55,12 @@ def lock(project: Path, layer: str, options: list[str], env: dict[str, str]) -> 
         raise SystemExit(f"{project.name}: {' '.join(command)}\n{done.stderr}")
 
 
-def lock_ml_build(key: str, members: list, options: list[str], env: dict, work: Path) -> str:
+def lock_ml_build(
+    key: str, members: list, options: list[str], env: dict, work: Path, torch_index: str
+) -> str:
     """ml.lock (and train.lock) of one Python version and ML build, then each serving stack's."""
     ml_folder = LOCKS / key
-    first = render(members[0].answers, work / key.replace("/", "-"))
+    first = render(members[0].answers, work / key.replace("/", "-"), torch_index)
     layers = runpy.run_path(str(first / "scripts" / "lock.py"))["LAYERS"]
     for layer in ("ml", "train"):
         if layer in layers:
@@ -63,7 +69,7 @@ def lock_ml_build(key: str, members: list, options: list[str], env: dict, work: 
             shutil.copy(first / "requirements" / f"{layer}.lock", ml_folder)
     for c in members:
         stack = f"{c.web_framework}-{c.model_registry or c.model_source}"
-        project = render(c.answers, work / f"{key.replace('/', '-')}-{stack}")
+        project = render(c.answers, work / f"{key.replace('/', '-')}-{stack}", torch_index)
         shutil.copy(ml_folder / "ml.lock", project / "requirements")
         (ml_folder / stack).mkdir(exist_ok=True)
         for layer in ("serving", "test"):
@@ -92,14 +98,13 @@ def main() -> int:
         builds = {args.only: builds[args.only]}
 
     url, server = torch_cpu_links.serve(torch_cpu_links.local_wheel())
-    # The generated lock script reads TORCH_INDEX_URL as it is loaded; uv must not try to
-    # download a Python of the locked version (the lock needs none).
-    os.environ["TORCH_INDEX_URL"] = url.removesuffix("torch/")
+    torch_index = url.removesuffix("torch/")
+    # uv must not try to download a Python of the locked version (the lock needs none).
     env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never"}
     try:
         with tempfile.TemporaryDirectory() as work, ThreadPoolExecutor(4) as pool:
             jobs = [
-                pool.submit(lock_ml_build, key, members, options, env, Path(work))
+                pool.submit(lock_ml_build, key, members, options, env, Path(work), torch_index)
                 for key, members in builds.items()
             ]
             for job in jobs:

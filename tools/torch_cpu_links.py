@@ -27,7 +27,7 @@ TORCH_CPU_WHEELS = """\
 0b8f7d0423027ae8b90c7977c627f3379f325363a08224dffad9b4b2d684a83d  torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_aarch64.whl
 3fbf9c9d1f3c10c2d59d04aca426dee9ccc6ceb32d255c61e93acc3b4f75fae6  torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl
 """  # noqa: E501
-REAL_URL = "https://download.pytorch.org/whl/cpu/torch/"
+REAL_INDEX = "https://download.pytorch.org/whl/cpu"
 
 
 def published() -> dict[str, str]:

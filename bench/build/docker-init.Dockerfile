@@ -2,8 +2,8 @@
 # locked requirements as the generated one: the yardstick for the generated image's size.
 # Differences, all needed to serve the same project: useradd (Debian's minimal images
 # have no adduser), the requirements folder, the PyTorch CPU index, and the command.
-ARG PYTHON_VERSION=3.13
-FROM python:${PYTHON_VERSION}-slim AS base
+ARG PYTHON_IMAGE=python:3.13-slim
+FROM ${PYTHON_IMAGE} AS base
 ENV PYTHONDONTWRITEBYTECODE=1
 ENV PYTHONUNBUFFERED=1
 WORKDIR /app

@@ -1,7 +1,7 @@
 # The naive Dockerfile: the whole project first, then one install. Any change to any
 # file re-runs the install.
-ARG PYTHON_VERSION=3.13
-FROM python:${PYTHON_VERSION}-slim
+ARG PYTHON_IMAGE=python:3.13-slim
+FROM ${PYTHON_IMAGE}
 WORKDIR /app
 COPY . .
 # PyTorch CPU renders: https://download.pytorch.org/whl/cpu
