@@ -4,9 +4,11 @@ PYTHON ?= python3
 
 .PHONY: demo test
 
-$(VENV)/.installed: pyproject.toml
+# The suite's tools, every package pinned and hashed (tools/relock.py makes the lock from
+# pyproject.toml's test extra).
+$(VENV)/.installed: requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet '.[test]'
+	$(VENV)/bin/pip install --quiet --require-hashes --no-deps -r requirements-dev.lock
 	touch $@
 
 # Generate my-service/ with the default answers and serve it on 127.0.0.1:8000.

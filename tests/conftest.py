@@ -18,7 +18,7 @@ pytest_plugins = ["servers.fixtures"]
 SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
 STAGES = [
-    "test_questionnaire", "test_render", "test_update", "test_dependency_updates",
+    "test_tooling", "test_questionnaire", "test_render", "test_update", "test_dependency_updates",
     "test_build", "test_serve", "test_push", "test_registry",
 ]  # fmt: skip
 

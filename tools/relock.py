@@ -1,4 +1,4 @@
-"""Lock every combination's requirements into includes/locks/, for the template to render.
+"""Lock every combination's requirements into includes/locks/, and the template's own tooling.
 
     .venv/bin/python tools/relock.py [--upgrade] [--only py3.13/sklearn]
 
@@ -7,8 +7,9 @@ Python version, ML framework build, web framework and model source (the containe
 changes no requirement), and locks each with that project's own scripts/lock.py commands, so
 a rendered lock is byte for byte what `python scripts/lock.py` makes in a generated repository
 on the day of the release. ml.lock and train.lock are made once per Python version and ML
-framework build and shared by its serving stacks. Needs PyPI, and uv (pinned in
-pyproject.toml, so in .venv).
+framework build and shared by its serving stacks. Then requirements-dev.lock, what `make`
+installs for the suite, from pyproject.toml's test extra: run it after changing a pin
+there too. Needs PyPI, and uv (pinned in pyproject.toml, so in .venv).
 
 PyTorch's CPU index is out of this machine's reach: tools/torch_cpu_links.py stands in for
 it, listing the wheels and digests that index publishes (see there).
@@ -36,6 +37,18 @@ import torch_cpu_links  # noqa: E402
 from combinations import ALL  # noqa: E402
 
 LOCKS = ROOT / "includes" / "locks"
+# The template repository's own tooling (pyproject.toml's test extra), as `make` installs it:
+# the suite runs on Linux with Python 3.11 to 3.13, torch as PyTorch's CPU build.
+TOOLING = "requirements-dev.lock"
+
+
+def tooling_command(torch_index: str) -> list[str]:
+    """The uv command that writes requirements-dev.lock (its header, less the index URL)."""
+    return [
+        "uv", "pip", "compile", "--generate-hashes", "--universal", "--python-version=3.11",
+        "--extra=test", f"--extra-index-url={torch_index}", "--index-strategy=unsafe-best-match",
+        f"--output-file={TOOLING}", "pyproject.toml",
+    ]  # fmt: skip
 
 
 def render(answers: dict, into: Path, torch_index: str) -> Path:
@@ -109,6 +122,10 @@ def main() -> int:
             ]
             for job in jobs:
                 print(job.result(), flush=True)
+        if not args.only:
+            command = [*tooling_command(torch_index), "--quiet", *options]
+            subprocess.run(command, cwd=ROOT, env=env, check=True)  # noqa: S603
+            print(f"{TOOLING}: the template's own tooling", flush=True)
     finally:
         server.shutdown()
     return 0
