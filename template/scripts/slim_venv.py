@@ -1,0 +1,197 @@
+"""Slim the packages a Dockerfile step just installed into /opt/venv, keeping what runs.
+
+    python scripts/slim_venv.py --tools ROOT [--keep-source PACKAGE ...]
+
+Each dependency layer runs this right after its pip install, in the same step, so no
+layer ever holds the bytes it removes:
+
+- the libraries' own test suites, and what only compiling against a library needs
+  (C headers and sources, Cython declarations, static libraries, type stubs);
+- the Python sources, once each module's bytecode is written next to where its source
+  was: the interpreter imports that bytecode without the source. Tracebacks still name the
+  file, line and function; the exact source is that of the locked version. The packages in
+  KEEP_SOURCE, and any named with --keep-source, keep theirs: they read them at run time;
+- the symbol tables of compiled libraries, which only debuggers read: binutils' strip
+  --strip-unneeded, run from ROOT, a filesystem where it is installed (the Dockerfile's
+  build-tools stage, mounted for the step), so the image never holds binutils. A stripped
+  copy that would not load is not used: binutils before 2.41 (Debian 12) misplaces the
+  segments of some libraries that auditwheel's patchelf rewrote;
+- the second copy of a library that two wheels both vendor (numpy.libs and scipy.libs hold
+  the same libgfortran), made one file with two names.
+
+It changes only files that are not slim yet, so a later layer leaves the layers below it
+untouched (a changed file would be copied whole into the later layer).
+"""
+
+import argparse
+import compileall
+import filecmp
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sysconfig
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from pathlib import Path
+
+SITE_PACKAGES = Path(sysconfig.get_path("purelib"))
+# Files only a compiler or a type checker reads.
+BUILD_ONLY = re.compile(r".*\.(pyi|pxd|pxi|pyx|tp|h|hpp|c|cc|cpp|a)$|py\.typed$")
+LIBRARY = re.compile(r".*\.so(\..*)?$")  # libx.so, libx.so.13, libx.so.23.0git
+# Packages that read their own Python sources while they run.
+KEEP_SOURCE = {
+    "torch": "TorchScript compiles torch.nn modules from their source",
+    "triton": "Triton compiles its @jit functions from their source",
+    "mlflow": "Alembic runs MLflow's database migrations from their .py files",
+}
+
+
+def remove_build_only_files() -> None:
+    for tests in sorted(SITE_PACKAGES.glob("*/**/tests"), reverse=True):
+        if tests.is_dir():
+            shutil.rmtree(tests)
+    for path in SITE_PACKAGES.rglob("*"):
+        if BUILD_ONLY.match(path.name) and path.is_file():
+            path.unlink()
+
+
+def has_cached_bytecode(source: Path) -> bool:
+    return any(source.parent.glob(f"__pycache__/{source.stem}.*.pyc"))
+
+
+def compile_kept_sources(packages: list[str]) -> None:
+    """Bytecode in __pycache__, as pip writes it: these packages keep their sources."""
+    for package in packages:
+        if (SITE_PACKAGES / package).is_dir():
+            compileall.compile_dir(SITE_PACKAGES / package, quiet=1, workers=0)
+
+
+def to_bytecode(source: Path) -> None:
+    # legacy=True writes module.pyc beside module.py, where the import system finds it
+    # once the source is gone. A file that does not compile keeps its source.
+    if compileall.compile_file(source, quiet=2, legacy=True):
+        source.unlink()
+
+
+def replace_sources_by_bytecode() -> None:
+    sources = [
+        path
+        for path in SITE_PACKAGES.rglob("*.py")
+        if "__pycache__" not in path.parts and not has_cached_bytecode(path)
+    ]
+    with ProcessPoolExecutor() as pool:
+        list(pool.map(to_bytecode, sources, chunksize=64))
+
+
+SHT_SYMTAB, PT_LOAD = 2, 1
+
+
+def read_elf(path: Path) -> tuple[list[int], list[tuple[int, ...]]] | None:
+    """An ELF file's section types and segments (type, offset, address, size, alignment)."""
+    with path.open("rb") as elf:
+        ident = elf.read(16)
+        if ident[:4] != b"\x7fELF":
+            return None
+        order, wide = "<" if ident[5] == 1 else ">", ident[4] == 2
+        word = "Q" if wide else "I"
+        header = struct.unpack(f"{order}HHI{word * 3}IHHHHHH", elf.read(48 if wide else 36))
+        segments_at, sections_at = header[4], header[5]
+        segment_size, segment_count, section_size, section_count = header[8:12]
+        sections = []
+        for i in range(section_count):
+            elf.seek(sections_at + i * section_size + 4)  # sh_type follows sh_name
+            sections.append(struct.unpack(order + "I", elf.read(4))[0])
+        segments = []
+        layout = order + ("IIQQQQQQ" if wide else "IIIIIIII")
+        for i in range(segment_count):
+            elf.seek(segments_at + i * segment_size)
+            fields = struct.unpack(layout, elf.read(struct.calcsize(layout)))
+            # 64-bit: type, flags, offset, address, ...; 32-bit: type, offset, address, ...
+            kind, offset, address, _, file_size = (
+                (fields[0], *fields[2:4], *fields[4:6]) if wide else fields[:5]
+            )
+            segments.append((kind, offset, address, file_size, fields[7]))
+        return sections, segments
+
+
+def has_symbol_table(path: Path) -> bool:
+    return (elf := read_elf(path)) is not None and SHT_SYMTAB in elf[0]
+
+
+def loads(path: Path) -> bool:
+    """Whether the dynamic loader would map every segment: glibc refuses one whose offset
+    and address disagree modulo its alignment, or that runs past the end of the file."""
+    if (elf := read_elf(path)) is None:
+        return False
+    size = path.stat().st_size
+    return all(
+        kind != PT_LOAD
+        or ((align <= 1 or (address - offset) % align == 0) and offset + file_size <= size)
+        for kind, offset, address, file_size, align in elf[1]
+    )
+
+
+def strip_one(strip: list[str], environment: dict, path: Path) -> Path | None:
+    """Strips a library in place; returns it when strip's copy would not load (kept)."""
+    stripped = path.with_name(path.name + ".stripped")
+    command = [*strip, "-o", str(stripped), str(path)]
+    subprocess.run(command, check=True, env=environment)  # noqa: S603
+    if loads(stripped):
+        shutil.copymode(path, stripped)
+        stripped.replace(path)
+        return None
+    stripped.unlink()
+    return path
+
+
+def strip_libraries(tools: Path) -> None:
+    unstripped = [
+        path
+        for path in SITE_PACKAGES.rglob("*")
+        if LIBRARY.match(path.name)
+        and path.is_file()
+        and not path.is_symlink()
+        and has_symbol_table(path)
+    ]
+    # strip runs on the libraries it was installed with, from under ROOT.
+    libraries = ":".join(str(lib) for lib in (tools / "usr/lib").glob("*-linux-gnu*"))
+    environment = {**os.environ, "LD_LIBRARY_PATH": libraries}
+    strip = [str(tools / "usr/bin/strip"), "--strip-unneeded"]
+    with ThreadPoolExecutor() as pool:
+        kept = pool.map(lambda path: strip_one(strip, environment, path), unstripped)
+        for path in filter(None, kept):
+            print(f"slim_venv: {path.name} keeps its symbols: strip's copy would not load")
+
+
+def link_vendored_copies() -> None:
+    """auditwheel names a vendored library by its hash, so equal names are equal files."""
+    first: dict[str, Path] = {}
+    for path in sorted(SITE_PACKAGES.glob("*.libs/*")):
+        kept = first.setdefault(path.name, path)
+        if kept != path and not kept.samefile(path) and filecmp.cmp(kept, path, shallow=False):
+            link = path.with_name(path.name + ".link")
+            os.link(kept, link)
+            link.replace(path)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tools", type=Path, required=True, help="a root where binutils is")
+    parser.add_argument(
+        "--keep-source",
+        nargs="*",
+        default=[],
+        metavar="PACKAGE",
+        help="keep this package's sources too, besides those in KEEP_SOURCE",
+    )
+    args = parser.parse_args()
+    remove_build_only_files()
+    compile_kept_sources([*KEEP_SOURCE, *args.keep_source])
+    replace_sources_by_bytecode()
+    strip_libraries(args.tools)
+    link_vendored_copies()
+
+
+if __name__ == "__main__":
+    main()
