@@ -89,11 +89,16 @@ def test_renovate_keeps_every_pin_current(combination, render, renovate, tmp_pat
         pinned = [d for d in source["deps"] if d.get("depType") != "indirect"]
         assert pinned and all(d["currentValue"] == f"=={d['lockedVersion']}" for d in pinned)
 
-    # The base image, through the Dockerfile's ARG.
+    # The base image, through the Dockerfile's ARG: both stages that start from it
+    # (build-tools, base) name that one line, so one update moves both.
     (dockerfile,) = found["dockerfile"]
-    (base,) = [d for d in dockerfile["deps"] if d["depName"] == "python"]
-    assert base["currentValue"] == f"{combination.python_version}-slim"
-    assert base["datasource"] == "docker"
+    bases = [d for d in dockerfile["deps"] if d["depName"] == "python"]
+    assert len(bases) == 2
+    arg_line = f"ARG PYTHON_IMAGE=python:{combination.python_version}-slim\n"
+    assert {d["replaceString"] for d in bases} == {arg_line}
+    for base in bases:
+        assert base["currentValue"] == f"{combination.python_version}-slim"
+        assert base["datasource"] == "docker"
 
     # Hooks and actions, each pinned to a commit with its version beside it.
     hooks = [d for f in found["pre-commit"] for d in f["deps"]]
