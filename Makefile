@@ -14,7 +14,7 @@ $(VENV)/.installed: requirements-dev.lock
 # Generate my-service/ with the default answers and serve it on 127.0.0.1:8000.
 demo: $(VENV)/.installed
 	bash tests/infra/docker-engine.sh start
-	bash tests/infra/base-images.sh 3.13
+	bash tests/infra/base-images.sh 3.14
 	$(VENV)/bin/copier copy --defaults --vcs-ref HEAD --overwrite . my-service
 	cd my-service && docker compose up --build --wait
 	curl -s 127.0.0.1:8000/predict -H 'Content-Type: application/json' \

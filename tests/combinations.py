@@ -18,6 +18,12 @@ def choices(question: str) -> list:
     return [value["value"] if isinstance(value, dict) else value for value in values]
 
 
+# What `copier copy --defaults` answers; the stages that serve one render serve this one.
+DEFAULT_PYTHON = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())["python_version"][
+    "default"
+]
+
+
 @dataclass(frozen=True)
 class Combination:
     python_version: str
@@ -72,9 +78,9 @@ ALL = all_combinations()
 # One render of each ML framework build, each with another serving stack: where a stage
 # looks into what every build installs, without building every context again.
 PER_ML_BUILD = [
-    Combination("3.13", "fastapi", "sklearn", False, "embedded", None, "ghcr"),
+    Combination(DEFAULT_PYTHON, "fastapi", "sklearn", False, "embedded", None, "ghcr"),
     Combination("3.12", "flask", "onnxruntime", False, "registry", "s3", "ecr"),
     Combination("3.13", "fastapi", "onnxruntime", True, "registry", "mlflow", "gar"),
     Combination("3.11", "flask", "pytorch", False, "registry", "gcs", "dockerhub"),
-    Combination("3.13", "fastapi", "pytorch", True, "registry", "https", "acr"),
+    Combination("3.14", "fastapi", "pytorch", True, "registry", "https", "acr"),
 ]

@@ -1,16 +1,16 @@
 """Shared stages: render a combination once, then every stage reuses it."""
 
+import contextlib
 import json
-import multiprocessing
-import os
 import shutil
-from concurrent.futures import ProcessPoolExecutor
+import time
 from pathlib import Path
 
 import pytest
-from pytest_copie.plugin import Copie
 
+import plan
 from combinations import ALL, TEMPLATE_ROOT, Combination
+from renders import Renders
 
 # Real registry servers (S3, GCS, MLflow, HTTPS) as session fixtures.
 pytest_plugins = ["servers.fixtures"]
@@ -18,17 +18,68 @@ pytest_plugins = ["servers.fixtures"]
 SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
 STAGES = [
-    "test_tooling", "test_questionnaire", "test_render", "test_update", "test_dependency_updates",
-    "test_build", "test_serve", "test_push", "test_registry",
+    "test_tooling", "test_plan", "test_questionnaire", "test_render", "test_update",
+    "test_dependency_updates", "test_build", "test_serve", "test_push", "test_registry",
 ]  # fmt: skip
+# Wall seconds per stage, and of the session fixtures' set-ups inside them, for the summary.
+STAGE_SECONDS = pytest.StashKey[dict[str, float]]()
+SETUP_SECONDS = pytest.StashKey[dict[str, float]]()
 
 
-def pytest_collection_modifyitems(items):
-    def stage(item):
-        name = item.module.__name__.rpartition(".")[2]
+def stage_of(item) -> str:
+    return item.module.__name__.rpartition(".")[2]
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--shard",
+        metavar="K/N",
+        help="run the K-th of N shards: each Python and ML build's tests and images in one "
+        "shard only (tests/plan.py), tests of no combination in the first",
+    )
+
+
+def combination_of(item) -> Combination | None:
+    params = getattr(item, "callspec", None) and item.callspec.params.values() or ()
+    return next((p for p in params if isinstance(p, Combination)), None)
+
+
+def pytest_collection_modifyitems(config, items):
+    def order(item):
+        name = stage_of(item)
         return STAGES.index(name) if name in STAGES else len(STAGES)
 
-    items.sort(key=stage)
+    items.sort(key=order)
+    if shard := config.getoption("--shard"):
+        k, n = map(int, shard.split("/"))
+        theirs = [item for item in items if plan.shard(combination_of(item), n) != k]
+        config.hook.pytest_deselected(items=theirs)
+        items[:] = [item for item in items if plan.shard(combination_of(item), n) == k]
+
+
+def pytest_configure(config):
+    config.stash[STAGE_SECONDS] = {}
+    config.stash[SETUP_SECONDS] = {}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    started = time.monotonic()
+    try:
+        return (yield)
+    finally:
+        seconds = item.config.stash[STAGE_SECONDS]
+        seconds[stage_of(item)] = seconds.get(stage_of(item), 0) + time.monotonic() - started
+
+
+@contextlib.contextmanager
+def timed(config, what: str):
+    """Count a session fixture's set-up for the summary (it is inside some stage's time)."""
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        config.stash[SETUP_SECONDS][what] = time.monotonic() - started
 
 
 def pytest_collection_finish(session):
@@ -55,66 +106,12 @@ def template_dir(tmp_path_factory) -> Path:
     return snapshot
 
 
-def _render_in_worker(copie: Copie, template_dir: Path, todo: list[Combination]) -> list:
-    results = []
-    for c in todo:
-        result = copie.copy(extra_answers=c.answers, template_dir=template_dir)
-        results.append((c.id, result.project_dir, result.exit_code and str(result.exception)))
-    return results
-
-
-class Renders:
-    """Each combination rendered at most once per session, by pytest-copie."""
-
-    def __init__(self, copie_session: Copie, template_dir: Path) -> None:
-        self._copie = copie_session
-        self._template_dir = template_dir
-        self._projects: dict[str, Path] = {}
-        self._failures: dict[str, str] = {}
-
-    def prefetch(self, combinations: list[Combination]) -> None:
-        """Render many combinations at once on every core, a pytest-copie Copie per worker."""
-        todo = [c for c in combinations if c.id not in self._projects]
-        workers = min(os.cpu_count() or 1, len(todo) // 10)
-        if workers < 2:
-            return
-        copies = [
-            Copie(self._template_dir, self._copie.test_dir / f"worker{n}", self._copie.config_file)
-            for n in range(workers)
-        ]
-        for copie in copies:
-            copie.test_dir.mkdir()
-        fork = multiprocessing.get_context("fork")
-        with ProcessPoolExecutor(workers, mp_context=fork) as pool:
-            chunks = [todo[n::workers] for n in range(workers)]
-            for results in pool.map(
-                _render_in_worker, copies, [self._template_dir] * workers, chunks
-            ):
-                for combination_id, project_dir, failure in results:
-                    if failure:
-                        self._failures[combination_id] = failure
-                    else:
-                        self._projects[combination_id] = project_dir
-
-    def __call__(self, combination: Combination) -> Path:
-        if combination.id in self._failures:
-            raise AssertionError(
-                f"{combination.id} did not render: {self._failures[combination.id]}"
-            )
-        if combination.id not in self._projects:
-            result = self._copie.copy(
-                extra_answers=combination.answers, template_dir=self._template_dir
-            )
-            if result.exit_code != 0:
-                raise AssertionError(f"{combination.id} did not render: {result.exception}")
-            self._projects[combination.id] = result.project_dir
-        return self._projects[combination.id]
-
-
 @pytest.fixture(scope="session")
 def render(request, copie_session, template_dir) -> Renders:
     renders = Renders(copie_session, template_dir)
-    renders.prefetch(request.config.stash[SELECTED])
+    selected = request.config.stash[SELECTED]
+    with timed(request.config, f"render {len(selected)} combinations"):
+        renders.prefetch(selected)
     return renders
 
 
@@ -143,34 +140,42 @@ def say(request):
     return terminal_writer(request.config)
 
 
-@pytest.fixture(scope="session")
-def docker_host(request):
-    """A Docker engine and base images, set up here if this machine has none."""
+@pytest.fixture(scope="session", autouse=True)
+def docker_side(request):
+    """Where the session needs images, the Docker side starts at once, beside the stages
+    that need none: engine and base images while the renders are made, then every build."""
+    if not any(item.get_closest_marker("docker") for item in request.session.items):
+        yield None
+        return
     from combinations import choices
     from docker_host import DockerHost
-
-    host = DockerHost(choices("python_version"))
-    say = terminal_writer(request.config)
-    try:
-        host.start()
-        for note in host.notes:
-            say(f"docker: {note}")
-        yield host
-    finally:
-        host.stop()
-
-
-@pytest.fixture(scope="session")
-def builds(request, docker_host, render):
-    from docker_host import Builds
+    from docker_side import DockerSide
+    from image_builds import Builds
 
     REPORT_DIR.mkdir(parents=True, exist_ok=True)
     for old_log in REPORT_DIR.glob("*.log"):  # the report speaks of this run alone
         old_log.unlink()
+    side = DockerSide(DockerHost(choices("python_version")))
+    try:
+        render = request.getfixturevalue("render")
+        builds = Builds(side.host, render, REPORT_DIR, terminal_writer(request.config))
+        side.plan(builds, request.config.stash[SELECTED])
+        yield side
+    finally:
+        side.stop()
+        request.config.stash[SETUP_SECONDS].update(
+            {f"docker side, from the start: {what}": s for what, s in side.seconds.items()}
+        )
+
+
+@pytest.fixture(scope="session")
+def builds(request, docker_side):
     say = terminal_writer(request.config)
-    builds = Builds(docker_host, render, REPORT_DIR, say)
+    builds = docker_side.ready()
+    docker_host = docker_side.host
+    for note in docker_host.notes:
+        say(f"docker: {note}")
     selected = request.config.stash[SELECTED]
-    builds.plan(selected)
     say(f"docker build plan: {len(selected)} combinations, {len(builds.members)} distinct contexts")
     if len(selected) == len(ALL):
         say(f"docker: removed {len(builds.prune_stale())} images of contexts no longer in the plan")
@@ -186,6 +191,8 @@ def builds(request, docker_host, render):
         f"combinations in {report['build_seconds']}s, {len(report['failed'])} failed; "
         f"{report['test_stages_passed']} test stages passed in {report['test_stage_seconds']}s, "
         f"{len(report['test_stages_failed'])} failed; "
+        f"{report['smoke_checked']} images smoke-checked in {report['smoke_seconds']}s, "
+        f"{len(report['smokes_failed'])} failed; "
         f"{len(report['substitutions'])} combinations built against a substitute base; "
         f"mapping in {REPORT_DIR / 'builds.json'}"
     )
@@ -198,3 +205,11 @@ def pytest_terminal_summary(terminalreporter, config):
     if BUILD_SUMMARY in config.stash:
         terminalreporter.write_sep("-", "docker")
         terminalreporter.write_line(config.stash[BUILD_SUMMARY])
+    stages = config.stash[STAGE_SECONDS]
+    if stages:
+        terminalreporter.write_sep("-", "wall time per stage")
+        for stage, seconds in stages.items():
+            terminalreporter.write_line(f"{stage:<28} {seconds:7.0f}s")
+        terminalreporter.write_line(f"{'all stages':<28} {sum(stages.values()):7.0f}s")
+        for what, seconds in config.stash[SETUP_SECONDS].items():
+            terminalreporter.write_line(f"  of which {what}: {seconds:.0f}s")

@@ -1,4 +1,4 @@
-"""The Docker side of the suite: engine, base images, wheel index, builds and containers."""
+"""The Docker side of the suite: engine, base images, wheel index, build contexts and builds."""
 
 import hashlib
 import importlib.util
@@ -6,18 +6,16 @@ import os
 import re
 import subprocess
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from docker.utils.build import exclude_paths
 
 from combinations import Combination
+from index_cache import IndexCache
 
 INFRA = Path(__file__).resolve().parent / "infra"
 IMAGE_PREFIX = "ml-docker-template-test"
-# A cold full run leaves about 15 GB of build cache; older renders' cache beyond that goes.
-CACHE_KEEP = "20GB"
 
 
 def sh(*command, timeout: float = 60, check: bool = True) -> str:
@@ -40,6 +38,7 @@ class DockerHost:
     wheel_index: str | None = None
     torch_cpu_pythons: set[str] = field(default_factory=set)
     _index_server: subprocess.Popen | None = None
+    index_cache: IndexCache | None = None
 
     def start(self) -> None:
         engine = sh("bash", INFRA / "docker-engine.sh", "start", timeout=600)
@@ -52,6 +51,8 @@ class DockerHost:
             if kind != "real":
                 self.notes.append(f"{image}: {kind}: {detail}")
         self._serve_local_wheels()
+        self.index_cache = IndexCache()
+        self.notes.append(f"PyPI's index pages cached for this run at {self.index_cache.url}")
 
     def _serve_local_wheels(self) -> None:
         """PyTorch's CPU index is out of reach here; pip's local wheel folder stands in."""
@@ -69,7 +70,19 @@ class DockerHost:
                 f"(Pythons {sorted(self.torch_cpu_pythons)})"
             )
 
+    @property
+    def build_options(self) -> list[str]:
+        """For every docker build: PyPI's index through this run's cache (tests/index_cache.py),
+        and a layer cache that outlives the run where ML_DOCKER_TEMPLATE_BUILD_CACHE names
+        one (BuildKit's --cache-to syntax; CI gives each shard its own in GitHub's cache)."""
+        options = ["--secret", f"id=pip.conf,src={self.index_cache.pip_conf}"]
+        if cache := os.environ.get("ML_DOCKER_TEMPLATE_BUILD_CACHE"):
+            options += ["--cache-from", cache, "--cache-to", f"{cache},mode=max,ignore-error=true"]
+        return options
+
     def stop(self) -> None:
+        if self.index_cache:
+            self.index_cache.stop()
         if self._index_server:
             self._index_server.terminate()
             self._index_server.wait(timeout=10)
@@ -102,16 +115,22 @@ class DockerHost:
         return args, why and f"built against python:{python}-slim: {why}"
 
 
-def context_digest(project: Path, build_args: dict[str, str]) -> str:
-    """Digest of what `docker build` sees: the context after .dockerignore, plus the args."""
+def context_files(project: Path) -> dict[str, bytes]:
+    """What `docker build` sees: the Dockerfile and the context after .dockerignore."""
     ignore = (project / ".dockerignore").read_text().splitlines()
     patterns = [p.strip() for p in ignore if p.strip() and not p.startswith("#")]
-    digest = hashlib.sha256()
-    for name in sorted(exclude_paths(str(project), patterns)):
-        path = project / name
-        if path.is_file():
-            digest.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
-    digest.update((project / "Dockerfile").read_bytes())
+    names = sorted(exclude_paths(str(project), patterns))
+    files = {name: (project / name).read_bytes() for name in names if (project / name).is_file()}
+    return {**files, "Dockerfile": (project / "Dockerfile").read_bytes()}
+
+
+def context_digest(project: Path, build_args: dict[str, str]) -> str:
+    """Digest of the build context, the Dockerfile and the build arguments."""
+    files, digest = context_files(project), hashlib.sha256()
+    dockerfile = files.pop("Dockerfile")
+    for name, content in sorted(files.items()):
+        digest.update(name.encode() + b"\0" + content + b"\0")
+    digest.update(dockerfile)
     digest.update(repr(sorted(build_args.items())).encode())
     return digest.hexdigest()
 
@@ -132,134 +151,3 @@ def build(project: Path, build_args: dict[str, str], log: Path, *options: str) -
     if result.returncode:
         raise AssertionError(f"docker build failed; log {log}:\n{log.read_text()[-4000:]}")
     return time.monotonic() - started
-
-
-class Builds:
-    """One docker build per distinct build context; every combination maps to one.
-
-    Answers that change nothing in the context (the container registry, say, whose
-    files .dockerignore keeps out) give the same image: the digest proves it.
-    """
-
-    def __init__(self, host: DockerHost, render, log_dir: Path, say) -> None:
-        self.host, self._render, self._log_dir, self._say = host, render, log_dir, say
-        self.keys: dict[str, str] = {}
-        self.members: dict[str, list[Combination]] = {}
-        self.built: dict[str, Combination] = {}  # the combination each context renders
-        self.notes: dict[str, str] = {}
-        self.args: dict[str, dict[str, str]] = {}
-        self.seconds: dict[str, float] = {}
-        self.test_seconds: dict[str, float] = {}
-        self._failures: dict[str, str] = {}
-        self._tests: dict[str, Future] = {}
-        self._pool: ThreadPoolExecutor | None = None
-
-    def plan(self, combinations: list[Combination]) -> None:
-        for c in combinations:
-            built, instead = self.host.built_as(c)
-            args, note = self.host.build_args(built)
-            key = context_digest(self._render(built), args)[:16]
-            self.keys[c.id] = key
-            self.members.setdefault(key, []).append(c)
-            self.built[key] = built
-            self.args[key] = args
-            if instead or note:
-                self.notes[c.id] = "; ".join(filter(None, [instead, note]))
-
-    def image(self, c: Combination) -> str:
-        key = self.keys[c.id]
-        tag = f"{IMAGE_PREFIX}:{key}"
-        if key in self._failures:
-            raise AssertionError(f"same context as a failed build: {self._failures[key]}")
-        if key not in self.seconds:
-            done = len(self.seconds) + len(self._failures)
-            self._say(
-                f"docker build {done + 1}/{len(self.members)}: {c.id} "
-                f"(context {key}, {len(self.members) - done - 1} left after it)"
-            )
-            try:
-                log = self._log_dir / f"{key}.log"
-                self.seconds[key] = build(
-                    self._render(self.built[key]), self.args[key], log, "--tag", tag
-                )
-            except Exception as error:
-                self._failures[key] = f"{c.id}: {error}"
-                raise
-            self._say(f"  built {tag} in {self.seconds[key]:.0f}s")
-        return tag
-
-    def run_tests(self, c: Combination) -> float:
-        """Build the Dockerfile's test stage: the generated project's own pytest suite.
-
-        On first call every planned context's test stage starts, one per core: each
-        is a short build on top of the image's cached layers, mostly a pytest run.
-        """
-        if not self._tests:
-            self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
-            for key, built in self.built.items():
-                project = self._render(built)
-                log = self._log_dir / f"{key}-test.log"
-                tag = f"{IMAGE_PREFIX}:{key}-test"
-                self._tests[key] = self._pool.submit(
-                    build, project, self.args[key], log, "--target", "test", "--tag", tag
-                )
-        key = self.keys[c.id]
-        seconds = self._tests[key].result()
-        if key not in self.test_seconds:
-            self.test_seconds[key] = seconds
-            self._say(
-                f"docker build --target test {len(self.test_seconds)}/{len(self.members)}: "
-                f"{c.id} passed in {seconds:.0f}s"
-            )
-        return seconds
-
-    def prune_stale(self) -> list[str]:
-        """Remove this suite's images of contexts no longer planned: old renders' leftovers.
-
-        Best effort: an image that a leftover container still uses stays.
-        """
-        tags = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
-        stale = [f"{IMAGE_PREFIX}:{t}" for t in tags if t.removesuffix("-test") not in self.members]
-        for chunk in range(0, len(stale), 100):
-            sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600, check=False)
-        left = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
-        return [image for image in stale if image.partition(":")[2] not in left]
-
-    def bound_build_cache(self) -> str:
-        """Keep the build cache under CACHE_KEEP, the least recently used dropped first.
-
-        A full run uses the cache of every planned context, so what goes is what older
-        renders built. (`--filter until=` judges by creation, and would drop the ML
-        layers every rerun reuses.) Returns what Docker holds afterwards.
-        """
-        sh("docker", "builder", "prune", "--force", "--keep-storage", CACHE_KEEP, timeout=600)
-        return sh("docker", "system", "df", "--format", "{{.Type}}: {{.Size}}").replace("\n", "; ")
-
-    @staticmethod
-    def _failed(test: Future | None) -> bool:
-        return bool(test and test.done() and not test.cancelled() and test.exception())
-
-    def close(self) -> None:
-        if self._pool:
-            self._pool.shutdown(cancel_futures=True)
-
-    def report(self) -> dict:
-        return {
-            "combinations": len(self.keys),
-            "distinct_contexts": len(self.members),
-            "built": len(self.seconds),
-            "failed": sorted(self._failures.values()),
-            "build_seconds": round(sum(self.seconds.values())),
-            "test_stages_passed": len(self.test_seconds),
-            "test_stage_seconds": round(sum(self.test_seconds.values())),
-            "test_stages_failed": [
-                members[0].id
-                for key, members in self.members.items()
-                if self._failed(self._tests.get(key))
-            ],
-            "contexts": {
-                key: {"combinations": [c.id for c in members], "build_args": self.args[key]}
-                for key, members in self.members.items()
-            },
-            "substitutions": self.notes,
-        }

@@ -1,5 +1,6 @@
 """Predictions straight from a sample artifact, computed outside the image."""
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -33,3 +34,9 @@ def predict(model_dir: Path, rows: list[list[float]]) -> list:
         with torch.inference_mode():
             return torch.export.load(str(artifact)).module()(torch.from_numpy(features)).tolist()
     raise ValueError(f"unknown framework {metadata['framework']!r}")
+
+
+def digest(model_dir: Path) -> str:
+    """sha256 of the artifact metadata.json names: what MODEL_SHA256 pins."""
+    metadata = json.loads((model_dir / "metadata.json").read_text())
+    return hashlib.sha256((model_dir / metadata["artifact"]).read_bytes()).hexdigest()

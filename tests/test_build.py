@@ -1,12 +1,20 @@
-"""Stage 2: `docker build` for every combination, GPU ones too."""
+"""Stage 5: `docker build` for every combination, and what runs inside each image.
+
+Which image runs the generated suite and which gets the smoke check: tests/plan.py.
+"""
 
 import json
+import re
 import runpy
+from pathlib import Path
 
 import pytest
 
+import reference
 from combinations import ALL, PER_ML_BUILD, Combination
-from docker_host import sh
+from containers import read_only, serving
+from docker_host import context_files, sh
+from plan import FULL_SUITE, PYTHONS, SMOKED, SourceTree
 
 pytestmark = pytest.mark.docker
 
@@ -87,8 +95,86 @@ def test_the_runtime_keeps_only_what_runs(combination: Combination, builds, rend
     assert not leftovers, json.dumps(leftovers, indent=1)[:3000]
 
 
-# Every combination's own suite, in its image's test stage (GPU ones on the CPU fallback).
-# Combinations that share a build context share the run.
-@pytest.mark.parametrize("combination", ALL, ids=lambda c: c.id)
+# The Python version changes only the base image and the locks: what the plan's choice of
+# one suite run per source tree rests on. Any other difference is a behaviour that Python
+# could change, and would need its own run.
+@pytest.mark.parametrize("combination", FULL_SUITE, ids=lambda c: SourceTree.of(c).id)
+def test_a_source_tree_differs_between_pythons_only_in_base_image_and_locks(combination, render):
+    tree = SourceTree.of(combination)
+    contexts = {python: context_files(render(tree.at(python))) for python in PYTHONS}
+    first, *others = PYTHONS
+    for python in others:
+        assert contexts[python].keys() == contexts[first].keys(), python
+        for name, content in contexts[python].items():
+            lock = name.startswith("requirements/") and name.endswith(".lock")
+            if lock or content == contexts[first][name]:
+                continue
+            ours = content.decode().splitlines()
+            theirs = contexts[first][name].decode().splitlines()
+            assert len(ours) == len(theirs), f"{name}: py{python} and py{first} differ in length"
+            for line, other in zip(ours, theirs, strict=True):
+                if line != other:  # the same line, but for the version it names
+                    assert line == spelled_for(other, first, python), f"{name}: {line!r}"
+
+
+def spelled_for(line: str, python: str, other: str) -> str:
+    """A line naming `python` (3.13 or py313) as it reads for `other`."""
+    return line.replace(python, other).replace(python.replace(".", ""), other.replace(".", ""))
+
+
+def lock_entries(project: Path, layer: str) -> set[str]:
+    """requirements/LAYER.lock's entries: each requirement line with its hash lines."""
+    text = (project / "requirements" / f"{layer}.lock").read_text()
+    entries = re.split(r"\n(?=\S)", re.sub(r"(?m)^\s*#.*\n", "", text))
+    return {entry.strip() for entry in entries if entry.strip()}
+
+
+# An image installs ml.lock and serving.lock; a test stage adds test.lock's own entries. A
+# smoke-checked image's test stage is not built: each of those entries (a pinned release,
+# its hashes, its marker) must install in the test stage of a suite image of the same
+# Python. With --no-deps, an entry installs alike whatever else the lock holds.
+@pytest.mark.parametrize("combination", SMOKED, ids=lambda c: c.id)
+def test_every_test_lock_entry_installs_in_a_suite_image_of_its_python(combination, render):
+    def test_only(c: Combination) -> set[str]:
+        project = render(c)
+        return lock_entries(project, "test") - lock_entries(project, "serving")
+
+    installed = set().union(
+        *(test_only(c) for c in FULL_SUITE if c.python_version == combination.python_version)
+    )
+    assert test_only(combination) <= installed, test_only(combination) - installed
+
+
+# Each source tree's own suite, in its image's test stage (GPU ones on the CPU fallback), in
+# the Python the plan gives it.
+@pytest.mark.parametrize("combination", FULL_SUITE, ids=lambda c: c.id)
 def test_generated_tests_pass_in_the_image(combination: Combination, builds):
-    builds.run_tests(combination)
+    builds.run_tests(combination, FULL_SUITE)
+
+
+def smoke_check(image: str, c: Combination, project: Path) -> tuple[int, object, list[dict]]:
+    """Run the image as production does, one worker, and ask it for the probe rows."""
+    env, mounts = {"WORKERS": "1"}, ()
+    if c.gpu:
+        env["ALLOW_CPU_FALLBACK"] = "true"
+    if c.model_source == "registry":
+        # Where an init container (or KServe's storage initializer) would put it: MODEL_DIR
+        # without MODEL_URI, verified against the digest all the same.
+        mounts = (read_only(project / "model", "/mnt/models"),)
+        env |= {"MODEL_DIR": "/mnt/models", "MODEL_SHA256": reference.digest(project / "model")}
+    with serving(image, mounts=mounts, **env) as service:
+        response = service.predict(reference.probe_rows(50))
+        return response.status_code, response.json(), service.log_lines()
+
+
+# Every other image: started as production starts it, it serves the probe rows exactly as
+# the artifact does when loaded directly (registry mode: from a mounted model folder).
+@pytest.mark.parametrize("combination", SMOKED, ids=lambda c: c.id)
+def test_every_other_image_serves_the_sample(combination: Combination, builds, render):
+    def check(image: str, built: Combination):
+        return smoke_check(image, built, render(built))
+
+    status, answer, log = builds.smoke(combination, SMOKED, check)
+    expected = reference.predict(render(combination) / "model", reference.probe_rows(50))
+    assert (status, answer) == (200, {"predictions": expected})
+    assert not [line for line in log if line["level"] in ("error", "critical")], log

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from combinations import Combination
+from combinations import DEFAULT_PYTHON, Combination
 from containers import serving
 from docker_host import sh
 
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.docker
 
 # One registry that allows moving tags, one whose repositories enforce immutable ones.
 PUSHED = [
-    Combination("3.13", "fastapi", "sklearn", False, "embedded", None, registry)
+    Combination(DEFAULT_PYTHON, "fastapi", "sklearn", False, "embedded", None, registry)
     for registry in ("ghcr", "ecr")
 ]
 COMMIT = "5f3c0e2a9b7d41c68e0f2a3b4c5d6e7f80912345"

@@ -20,7 +20,7 @@ import requests
 import yaml
 
 import reference
-from combinations import TEMPLATE_ROOT, Combination, choices
+from combinations import DEFAULT_PYTHON, TEMPLATE_ROOT, Combination, choices
 from containers import read_only, serving
 from docker_host import INFRA, sh
 from servers.fixtures import HTTPS_TOKEN
@@ -31,7 +31,7 @@ from servers.s3 import CREDENTIALS
 pytestmark = pytest.mark.docker
 
 FETCHING = [
-    Combination("3.13", web, "sklearn", False, "registry", registry, "ghcr")
+    Combination(DEFAULT_PYTHON, web, "sklearn", False, "registry", registry, "ghcr")
     for web in choices("web_framework")
     for registry in choices("model_registry")
 ]

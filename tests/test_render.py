@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 import reference
-from checks import check_file, hadolint, renovate_config, ruff, workflows
-from combinations import ALL, Combination, choices
+from checks import BIN, check_file, hadolint, renovate_config, ruff, workflows
+from combinations import ALL, DEFAULT_PYTHON, PER_ML_BUILD, Combination, choices
 
 ML_REQUIREMENT = {
     ("sklearn", False): "scikit-learn==",
@@ -99,8 +99,23 @@ def check_answers(c: Combination, project: Path) -> None:
     assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
 
 
+def files_of(project: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(project)): p.read_bytes() for p in project.rglob("*") if p.is_file()}
+
+
+# The suite renders through quick_renders() (tests/renders.py): it must not change a byte.
+@pytest.mark.parametrize("combination", PER_ML_BUILD, ids=lambda c: c.id)
+def test_the_suites_renders_are_what_copiers_command_line_makes(
+    combination, render, template_dir, tmp_path
+):
+    data = [arg for k, v in combination.answers.items() for arg in ("--data", f"{k}={v}")]
+    command = [BIN / "copier", "copy", "--defaults", "--quiet", *data, template_dir, tmp_path]
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    assert files_of(tmp_path) == files_of(render(combination))
+
+
 TRAINED = [
-    Combination("3.13", "fastapi", ml, False, "embedded", None, "ghcr")
+    Combination(DEFAULT_PYTHON, "fastapi", ml, False, "embedded", None, "ghcr")
     for ml in choices("ml_framework")
 ]
 

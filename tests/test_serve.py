@@ -17,7 +17,7 @@ import requests
 import yaml
 
 import reference
-from combinations import Combination, choices
+from combinations import DEFAULT_PYTHON, Combination, choices
 from containers import read_only, serving
 from docker_host import sh
 from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row
@@ -26,7 +26,7 @@ from reference import IRIS
 pytestmark = pytest.mark.docker
 
 SERVED = [
-    Combination("3.13", web, ml, False, "embedded", None, "ghcr")
+    Combination(DEFAULT_PYTHON, web, ml, False, "embedded", None, "ghcr")
     for web in choices("web_framework")
     for ml in choices("ml_framework")
 ]
@@ -81,7 +81,7 @@ def test_the_runtime_carries_no_installer_and_no_test_suites_of_its_libraries(co
 
 
 SMOKE_STEP = "Start the image read-only as its own user and ask it for a prediction"
-REGISTRY_MODE = Combination("3.13", "flask", "onnxruntime", False, "registry", "s3", "ecr")
+REGISTRY_MODE = Combination(DEFAULT_PYTHON, "flask", "onnxruntime", False, "registry", "s3", "ecr")
 SMOKED = [*PER_WEB_FRAMEWORK, REGISTRY_MODE]
 
 

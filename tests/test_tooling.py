@@ -1,4 +1,5 @@
-"""Stage 0: the suite's own tools are what pyproject.toml pins, every package hashed.
+"""Stage 0: the suite's own tools are what pyproject.toml pins, every package hashed, and
+the template's own workflow runs every shard of the suite.
 
 `make` installs requirements-dev.lock with --require-hashes; tools/relock.py makes it from
 pyproject.toml's test extra. A pin changed in one and not the other fails here, before any
@@ -9,6 +10,9 @@ import re
 import sys
 import tomllib
 
+import yaml
+
+from checks import workflows
 from combinations import TEMPLATE_ROOT
 
 sys.path.insert(0, str(TEMPLATE_ROOT / "tools"))
@@ -48,3 +52,13 @@ def test_the_tooling_lock_is_made_from_the_test_extra():
             f"run tools/relock.py: pyproject.toml pins {package}=={version}, "
             f"{TOOLING} has {sorted(locked.get(package, []))}"
         )
+
+
+def test_the_templates_own_workflow_is_sound_and_runs_every_shard():
+    assert workflows(TEMPLATE_ROOT) == ""
+    workflow = yaml.safe_load((TEMPLATE_ROOT / ".github/workflows/tests.yaml").read_text())
+    job = workflow["jobs"]["shard"]
+    (run,) = [s for s in job["steps"] if "PYTEST_ADDOPTS" in s.get("env", {})]
+    shards = int(run["env"]["PYTEST_ADDOPTS"].rpartition("/")[2])
+    assert job["strategy"]["matrix"]["shard"] == list(range(1, shards + 1))
+    assert workflow["jobs"]["tests"]["needs"] == "shard"

@@ -26,6 +26,8 @@ TORCH_CPU_WHEELS = """\
 4ca4a9394b0c771238a4f73590fdbbc4debad85ed0fa63d026ae1b085da7d6e2  torch-2.13.0+cpu-cp312-cp312-manylinux_2_28_x86_64.whl
 0b8f7d0423027ae8b90c7977c627f3379f325363a08224dffad9b4b2d684a83d  torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_aarch64.whl
 3fbf9c9d1f3c10c2d59d04aca426dee9ccc6ceb32d255c61e93acc3b4f75fae6  torch-2.13.0+cpu-cp313-cp313-manylinux_2_28_x86_64.whl
+ca021f9eb2f8345c83fa03e3a04587308afb8df71bd472670b3ece00df58621c  torch-2.13.0+cpu-cp314-cp314-manylinux_2_28_aarch64.whl
+d20fa53ee744502fa4c69818a720b05ca0d37abd055d4f6e66cae155114bc691  torch-2.13.0+cpu-cp314-cp314-manylinux_2_28_x86_64.whl
 """  # noqa: E501
 REAL_INDEX = "https://download.pytorch.org/whl/cpu"
 

@@ -24,6 +24,7 @@ debian_suite_for() {
   case $1 in
     3.11) echo bookworm ;;
     3.13) echo trixie ;;
+    3.14) echo sid ;;
   esac
 }
 
@@ -53,6 +54,9 @@ finish_root() {
   # Any pip (also one upgraded from PyPI, which ships certifi) uses the system bundle;
   # SSL_CERT_FILE/REQUESTS_CA_BUNDLE (set at import) do the same for uv, requests, httpx.
   printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' > "$root/etc/pip.conf"
+  # The mirror may serve a frozen snapshot: unstable's (sid's) Release files carry a
+  # Valid-Until a week out, after which apt-get update inside a build would refuse them.
+  echo 'Acquire::Check-Valid-Until "false";' > "$root/etc/apt/apt.conf.d/99stand-in-snapshot"
   chroot "$root" apt-get clean
   rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/etc/hostname
   : > "$root/etc/resolv.conf"

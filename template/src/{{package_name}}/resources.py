@@ -5,6 +5,8 @@ import os
 from pathlib import Path
 
 CGROUP = Path("/sys/fs/cgroup")
+# What a cgroup file may give instead of a number: no such file, or not the format expected.
+UNREADABLE = (OSError, ValueError)
 
 
 def cpu_limit(cgroup: Path = CGROUP) -> float:
@@ -15,13 +17,13 @@ def cpu_limit(cgroup: Path = CGROUP) -> float:
         quota, period = (cgroup / "cpu.max").read_text().split()
         if quota != "max":
             return int(quota) / int(period)
-    except (OSError, ValueError):
+    except UNREADABLE:
         try:  # cgroup v1: a quota of -1 means none
             quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
             period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
             if quota > 0:
                 return quota / period
-        except (OSError, ValueError):
+        except UNREADABLE:
             pass
     return float(len(os.sched_getaffinity(0)))
 

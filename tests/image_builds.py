@@ -1,0 +1,208 @@
+"""One docker build per distinct build context, side by side, and the checks run in them."""
+
+import os
+import queue
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+from combinations import Combination
+from docker_host import IMAGE_PREFIX, DockerHost, build, context_digest, sh
+
+# A cold full run leaves about 15 GB of build cache; older renders' cache beyond that goes.
+CACHE_KEEP = "20GB"
+
+
+class Builds:
+    """One docker build per distinct build context; every combination maps to one.
+
+    Answers that change nothing in the context (the container registry, say, whose
+    files .dockerignore keeps out) give the same image: the digest proves it. Builds run
+    one per core (BuildKit shares the layers two builds have in common), and so do the
+    checks inside the images once the builds are done: the generated suite's test stage
+    where the plan runs it, the smoke check elsewhere (tests/plan.py).
+    """
+
+    def __init__(self, host: DockerHost, render, log_dir: Path, say) -> None:
+        self.host, self._render, self._log_dir, self._say = host, render, log_dir, say
+        self.keys: dict[str, str] = {}
+        self.members: dict[str, list[Combination]] = {}
+        self.built: dict[str, Combination] = {}  # the combination each context renders
+        self.notes: dict[str, str] = {}
+        self.args: dict[str, dict[str, str]] = {}
+        self.seconds: dict[str, float] = {}
+        self.test_seconds: dict[str, float] = {}
+        self.smoke_seconds: dict[str, float] = {}
+        self._failures: dict[str, str] = {}
+        self._builds: dict[str, Future] = {}
+        self._tests: dict[str, Future] = {}
+        self._smokes: dict[str, Future] = {}
+        self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
+        self._news: queue.SimpleQueue[str] = queue.SimpleQueue()  # said by the main thread
+
+    def plan(self, combinations: list[Combination]) -> None:
+        for c in combinations:
+            built, instead = self.host.built_as(c)
+            args, note = self.host.build_args(built)
+            key = context_digest(self._render(built), args)[:16]
+            self.keys[c.id] = key
+            self.members.setdefault(key, []).append(c)
+            self.built[key] = built
+            self.args[key] = args
+            if instead or note:
+                self.notes[c.id] = "; ".join(filter(None, [instead, note]))
+
+    def _tell(self) -> None:
+        while not self._news.empty():
+            self._say(self._news.get())
+
+    def start(self) -> None:
+        """Every planned build, side by side; the checks in the images wait for them."""
+        if not self._builds:
+            for key in self.members:
+                self._builds[key] = self._pool.submit(self._build, key)
+
+    def image(self, c: Combination) -> str:
+        """The image of c's context, once built; every planned build starts on first call."""
+        self.start()
+        key = self.keys[c.id]
+        try:
+            self._wait(self._builds, key)
+        except Exception:
+            self._tell()
+            raise AssertionError(self._failures[key]) from None
+        return f"{IMAGE_PREFIX}:{key}"
+
+    def _build(self, key: str) -> None:
+        first = self.members[key][0]
+        try:
+            self.seconds[key] = build(
+                self._render(self.built[key]), self.args[key], self._log_dir / f"{key}.log",
+                *self.host.build_options, "--tag", f"{IMAGE_PREFIX}:{key}",
+            )  # fmt: skip
+        except Exception as error:
+            self._failures[key] = f"{first.id} (context {key}): {error}"
+            self._news.put(f"docker build FAILED: {first.id} (context {key})")
+            raise
+        done = len(self.seconds) + len(self._failures)
+        self._news.put(
+            f"docker build {done}/{len(self.members)}: {first.id} "
+            f"(context {key}) in {self.seconds[key]:.0f}s"
+        )
+
+    def _wait(self, jobs: dict[str, Future], key: str) -> object:
+        """The job's result, telling the news of every job meanwhile."""
+        while True:
+            self._tell()
+            try:
+                return jobs[key].result(timeout=1)
+            except TimeoutError:
+                continue
+
+    def _built(self, key: str) -> str:
+        """In a worker thread: the image of a context whose build was submitted."""
+        if self._builds[key].exception():
+            raise AssertionError(f"same context as a failed build: {self._failures[key]}")
+        return f"{IMAGE_PREFIX}:{key}"
+
+    def _test_stage(self, key: str) -> float:
+        self._built(key)
+        log = self._log_dir / f"{key}-test.log"
+        options = ("--target", "test", "--tag", f"{IMAGE_PREFIX}:{key}-test")
+        return build(
+            self._render(self.built[key]), self.args[key], log, *self.host.build_options, *options
+        )
+
+    def run_tests(self, c: Combination, suite: list[Combination]) -> float:
+        """Build the Dockerfile's test stage: the generated project's own pytest suite.
+
+        On first call the test stage of every context of `suite` starts, each a short
+        build on top of the image's cached layers, mostly a pytest run.
+        """
+        self.start()
+        if not self._tests:
+            for key in dict.fromkeys(self.keys[s.id] for s in suite if s.id in self.keys):
+                self._tests[key] = self._pool.submit(self._test_stage, key)
+        key = self.keys[c.id]
+        seconds = self._wait(self._tests, key)
+        self.test_seconds[key] = seconds
+        return seconds
+
+    def smoke(self, c: Combination, smoked: list[Combination], check: Callable) -> object:
+        """check(runtime image, the combination rendered for it), once per context of
+        `smoked`, all started on first call."""
+        self.start()
+        if not self._smokes:
+            for s in smoked:
+                key = self.keys.get(s.id)
+                if key and key not in self._smokes:
+                    self._smokes[key] = self._pool.submit(self._timed_smoke, key, check)
+        return self._wait(self._smokes, self.keys[c.id])
+
+    def _timed_smoke(self, key: str, check: Callable) -> object:
+        image = self._built(key)
+        started = time.monotonic()
+        try:
+            return check(image, self.built[key])
+        finally:
+            self.smoke_seconds[key] = time.monotonic() - started
+
+    def prune_stale(self) -> list[str]:
+        """Remove this suite's images of contexts no longer planned: old renders' leftovers.
+
+        Best effort: an image that a leftover container still uses stays.
+        """
+        tags = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        stale = [f"{IMAGE_PREFIX}:{t}" for t in tags if t.removesuffix("-test") not in self.members]
+        for chunk in range(0, len(stale), 100):
+            sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600, check=False)
+        left = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        return [image for image in stale if image.partition(":")[2] not in left]
+
+    def bound_build_cache(self) -> str:
+        """Keep the build cache under CACHE_KEEP, the least recently used dropped first.
+
+        A full run uses the cache of every planned context, so what goes is what older
+        renders built. (`--filter until=` judges by creation, and would drop the ML
+        layers every rerun reuses.) Returns what Docker holds afterwards.
+        """
+        sh("docker", "builder", "prune", "--force", "--keep-storage", CACHE_KEEP, timeout=600)
+        return sh("docker", "system", "df", "--format", "{{.Type}}: {{.Size}}").replace("\n", "; ")
+
+    @staticmethod
+    def _failed(job: Future | None) -> bool:
+        return bool(job and job.done() and not job.cancelled() and job.exception())
+
+    def close(self) -> None:
+        self._tell()
+        self._pool.shutdown(cancel_futures=True)
+
+    def report(self) -> dict:
+        return {
+            "combinations": len(self.keys),
+            "distinct_contexts": len(self.members),
+            "built": len(self.seconds),
+            "failed": sorted(self._failures.values()),
+            "build_seconds": round(sum(self.seconds.values())),
+            "test_stages_passed": len(self.test_seconds),
+            "test_stage_seconds": round(sum(self.test_seconds.values())),
+            "test_stages_failed": [
+                self.members[key][0].id for key, job in self._tests.items() if self._failed(job)
+            ],
+            "smoke_checked": len(self.smoke_seconds),
+            "smoke_seconds": round(sum(self.smoke_seconds.values())),
+            "smokes_failed": [
+                self.members[key][0].id for key, job in self._smokes.items() if self._failed(job)
+            ],
+            "contexts": {
+                key: {
+                    "combinations": [c.id for c in members],
+                    "build_args": self.args[key],
+                    "generated_suite": key in self._tests,
+                    "smoke_checked": key in self._smokes,
+                }
+                for key, members in self.members.items()
+            },
+            "substitutions": self.notes,
+        }
