@@ -1,5 +1,6 @@
 """One docker build per distinct build context, side by side, and the checks run in them."""
 
+import itertools
 import os
 import queue
 import time
@@ -58,9 +59,19 @@ class Builds:
             self._say(self._news.get())
 
     def start(self) -> None:
-        """Every planned build, side by side; the checks in the images wait for them."""
-        if not self._builds:
-            for key in self.members:
+        """Every planned build, side by side; the checks in the images wait for them.
+
+        One context of each ML layer first, then a second of each, and so on: two builds
+        side by side then rarely wait for the same ML layer (a GPU one downloads gigabytes)
+        while the other could build on a layer already there.
+        """
+        if self._builds:
+            return
+        layers: dict[tuple, list[str]] = {}
+        for key, c in self.built.items():
+            layers.setdefault((c.python_version, c.ml_framework, c.gpu), []).append(key)
+        for round_ in itertools.zip_longest(*layers.values()):
+            for key in filter(None, round_):
                 self._builds[key] = self._pool.submit(self._build, key)
 
     def image(self, c: Combination) -> str:
