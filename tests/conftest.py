@@ -159,7 +159,11 @@ def docker_side(request):
     try:
         render = request.getfixturevalue("render")
         builds = Builds(side.host, render, REPORT_DIR, terminal_writer(request.config))
-        side.plan(builds, request.config.stash[SELECTED])
+        in_image: dict[str, list[Combination]] = {}
+        for item in request.session.items:
+            if marker := item.get_closest_marker("in_image"):
+                in_image.setdefault(marker.args[0], []).append(combination_of(item))
+        side.plan(builds, request.config.stash[SELECTED], in_image)
         yield side
     finally:
         side.stop()

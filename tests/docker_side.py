@@ -2,8 +2,10 @@
 
 Setting up the engine and base images, then building every planned context, takes most of
 a cold run, and needs neither core for much of it (downloads, debootstrap, layer exports).
-The stages that need no Docker (questionnaire, render, update, Renovate) run meanwhile in
-the main thread; the first test that needs an image waits for what it needs.
+The checks inside the images are queued behind the builds, so on a warm machine, where
+the builds take a minute, they run while the stages that need no Docker (questionnaire,
+render, update, Renovate) do, in the main thread. A test that needs an image, or a check's
+result, waits for it.
 """
 
 import threading
@@ -19,6 +21,7 @@ class DockerSide:
         self.host = host
         self.builds: Builds | None = None
         self._selected: list[Combination] = []
+        self._in_image: dict[str, list[Combination]] = {}
         self.seconds: dict[str, float] = {}  # what the thread did, and when it was done
         self._planned = threading.Event()
         self._error: BaseException | None = None
@@ -26,9 +29,11 @@ class DockerSide:
         self._thread = threading.Thread(target=self._run, name="docker-side", daemon=True)
         self._thread.start()
 
-    def plan(self, builds: Builds, selected: list[Combination]) -> None:
-        """Once the renders are in: the builds of `selected` start as soon as the engine is up."""
-        self.builds, self._selected = builds, selected
+    def plan(self, builds: Builds, selected: list[Combination], in_image: dict) -> None:
+        """Once the renders are in: the builds of `selected` start as soon as the engine is
+        up, and behind them the checks inside the images (`in_image`: "suite" and "smoke",
+        each a list of combinations), without waiting for their tests' turn."""
+        self.builds, self._selected, self._in_image = builds, selected, in_image
         self._planned.set()
 
     def _run(self) -> None:
@@ -40,6 +45,9 @@ class DockerSide:
                 return
             self.builds.plan(self._selected)
             self.builds.start()
+            self.builds.start_checks(
+                self._in_image.get("suite", []), self._in_image.get("smoke", [])
+            )
             self.seconds["builds planned and started"] = time.monotonic() - self._started
         except BaseException as error:  # raised again in the main thread, by ready()
             self._error = error

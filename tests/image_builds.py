@@ -4,12 +4,12 @@ import itertools
 import os
 import queue
 import time
-from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from combinations import Combination
 from docker_host import IMAGE_PREFIX, DockerHost, build, context_digest, sh
+from smoke import serves_the_sample
 
 # A cold full run leaves about 15 GB of build cache; older renders' cache beyond that goes.
 CACHE_KEEP = "20GB"
@@ -21,8 +21,8 @@ class Builds:
     Answers that change nothing in the context (the container registry, say, whose
     files .dockerignore keeps out) give the same image: the digest proves it. Builds run
     one per core (BuildKit shares the layers two builds have in common), and so do the
-    checks inside the images once the builds are done: the generated suite's test stage
-    where the plan runs it, the smoke check elsewhere (tests/plan.py).
+    checks inside the images, queued behind them: the generated suite's test stage where
+    the plan runs it, the smoke check elsewhere (tests/plan.py).
     """
 
     def __init__(self, host: DockerHost, render, log_dir: Path, say) -> None:
@@ -125,37 +125,38 @@ class Builds:
             self._render(self.built[key]), self.args[key], log, *self.host.build_options, *options
         )
 
-    def run_tests(self, c: Combination, suite: list[Combination]) -> float:
-        """Build the Dockerfile's test stage: the generated project's own pytest suite.
-
-        On first call the test stage of every context of `suite` starts, each a short
-        build on top of the image's cached layers, mostly a pytest run.
-        """
-        self.start()
-        if not self._tests:
-            for key in dict.fromkeys(self.keys[s.id] for s in suite if s.id in self.keys):
+    def start_checks(self, suite: list[Combination], smoked: list[Combination]) -> None:
+        """Queue the checks inside the images behind the builds, one per context: the test
+        stage (the generated project's own suite) of each context of `suite`, the smoke
+        check of each context of `smoked`. Each starts once its image is built."""
+        for c in suite:
+            if (key := self.keys.get(c.id)) and key not in self._tests:
                 self._tests[key] = self._pool.submit(self._test_stage, key)
+        for c in smoked:
+            if (key := self.keys.get(c.id)) and key not in self._smokes:
+                self._smokes[key] = self._pool.submit(self._timed_smoke, key)
+
+    def run_tests(self, c: Combination) -> float:
+        """The seconds c's test stage took: a short build on top of the image's cached
+        layers, mostly a pytest run."""
+        self.start()
+        self.start_checks([c], [])
         key = self.keys[c.id]
         seconds = self._wait(self._tests, key)
         self.test_seconds[key] = seconds
         return seconds
 
-    def smoke(self, c: Combination, smoked: list[Combination], check: Callable) -> object:
-        """check(runtime image, the combination rendered for it), once per context of
-        `smoked`, all started on first call."""
+    def smoke(self, c: Combination) -> tuple[int, object, list]:
+        """What the smoke check of c's image found (tests/smoke.py)."""
         self.start()
-        if not self._smokes:
-            for s in smoked:
-                key = self.keys.get(s.id)
-                if key and key not in self._smokes:
-                    self._smokes[key] = self._pool.submit(self._timed_smoke, key, check)
+        self.start_checks([], [c])
         return self._wait(self._smokes, self.keys[c.id])
 
-    def _timed_smoke(self, key: str, check: Callable) -> object:
+    def _timed_smoke(self, key: str) -> tuple[int, object, list]:
         image = self._built(key)
         started = time.monotonic()
         try:
-            return check(image, self.built[key])
+            return serves_the_sample(image, self.built[key], self._render(self.built[key]))
         finally:
             self.smoke_seconds[key] = time.monotonic() - started
 

@@ -12,7 +12,6 @@ import pytest
 
 import reference
 from combinations import ALL, PER_ML_BUILD, Combination
-from containers import read_only, serving
 from docker_host import context_files, sh
 from plan import FULL_SUITE, PYTHONS, SMOKED, SourceTree
 
@@ -147,34 +146,19 @@ def test_every_test_lock_entry_installs_in_a_suite_image_of_its_python(combinati
 
 # Each source tree's own suite, in its image's test stage (GPU ones on the CPU fallback), in
 # the Python the plan gives it.
+# The docker side queues these behind the builds (in_image), so they run while other stages do.
+@pytest.mark.in_image("suite")
 @pytest.mark.parametrize("combination", FULL_SUITE, ids=lambda c: c.id)
 def test_generated_tests_pass_in_the_image(combination: Combination, builds):
-    builds.run_tests(combination, FULL_SUITE)
-
-
-def smoke_check(image: str, c: Combination, project: Path) -> tuple[int, object, list[dict]]:
-    """Run the image as production does, one worker, and ask it for the probe rows."""
-    env, mounts = {"WORKERS": "1"}, ()
-    if c.gpu:
-        env["ALLOW_CPU_FALLBACK"] = "true"
-    if c.model_source == "registry":
-        # Where an init container (or KServe's storage initializer) would put it: MODEL_DIR
-        # without MODEL_URI, verified against the digest all the same.
-        mounts = (read_only(project / "model", "/mnt/models"),)
-        env |= {"MODEL_DIR": "/mnt/models", "MODEL_SHA256": reference.digest(project / "model")}
-    with serving(image, mounts=mounts, **env) as service:
-        response = service.predict(reference.probe_rows(50))
-        return response.status_code, response.json(), service.log_lines()
+    builds.run_tests(combination)
 
 
 # Every other image: started as production starts it, it serves the probe rows exactly as
 # the artifact does when loaded directly (registry mode: from a mounted model folder).
+@pytest.mark.in_image("smoke")
 @pytest.mark.parametrize("combination", SMOKED, ids=lambda c: c.id)
 def test_every_other_image_serves_the_sample(combination: Combination, builds, render):
-    def check(image: str, built: Combination):
-        return smoke_check(image, built, render(built))
-
-    status, answer, log = builds.smoke(combination, SMOKED, check)
+    status, answer, log = builds.smoke(combination)
     expected = reference.predict(render(combination) / "model", reference.probe_rows(50))
     assert (status, answer) == (200, {"predictions": expected})
     assert not [line for line in log if line["level"] in ("error", "critical")], log
