@@ -22,6 +22,7 @@ change behaviour there:
 
 from __future__ import annotations
 
+import functools
 import sys
 import textwrap
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ SMOKED = [
 ML_BUILD_WEIGHT = {("pytorch", True): 6, ("onnxruntime", True): 4, ("pytorch", False): 2}
 
 
+@functools.cache  # asked for every collected test
 def shards(n: int) -> dict[tuple[str, str, bool], int]:
     """Each Python and ML build (one ML layer, and every image built on it) to one of n
     shards, numbered from 1: the heaviest first, each to the shard with the least so far.
