@@ -195,8 +195,9 @@ def builds(request, docker_side):
         f"combinations in {report['build_seconds']}s, {len(report['failed'])} failed; "
         f"{report['test_stages_passed']} test stages passed in {report['test_stage_seconds']}s, "
         f"{len(report['test_stages_failed'])} failed; "
-        f"{report['smoke_checked']} images smoke-checked in {report['smoke_seconds']}s, "
-        f"{len(report['smokes_failed'])} failed; "
+        f"{report['smoke_checked']} images smoke-checked in {report['smoke_seconds']}s "
+        f"({report['smoke_answers_remembered']} answers remembered from an earlier run of the "
+        f"same image), {len(report['smokes_failed'])} failed; "
         f"{len(report['substitutions'])} combinations built against a substitute base; "
         f"mapping in {REPORT_DIR / 'builds.json'}"
     )

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from combinations import Combination
 from docker_host import IMAGE_PREFIX, DockerHost, build, context_digest, sh
-from smoke import serves_the_sample
+from smoke import serves_the_sample_remembered
 
 # A cold full run leaves about 15 GB of build cache; older renders' cache beyond that goes.
 CACHE_KEEP = "20GB"
@@ -35,6 +35,7 @@ class Builds:
         self.seconds: dict[str, float] = {}
         self.test_seconds: dict[str, float] = {}
         self.smoke_seconds: dict[str, float] = {}
+        self.smokes_remembered: set[str] = set()
         self._failures: dict[str, str] = {}
         self._builds: dict[str, Future] = {}
         self._tests: dict[str, Future] = {}
@@ -153,12 +154,17 @@ class Builds:
         return self._wait(self._smokes, self.keys[c.id])
 
     def _timed_smoke(self, key: str) -> tuple[int, object, list]:
-        image = self._built(key)
+        image, c = self._built(key), self.built[key]
         started = time.monotonic()
         try:
-            return serves_the_sample(image, self.built[key], self._render(self.built[key]))
+            observed, remembered = serves_the_sample_remembered(
+                image, c, self._render(c), self._log_dir.parent / "smoke-answers"
+            )
         finally:
             self.smoke_seconds[key] = time.monotonic() - started
+        if remembered:
+            self.smokes_remembered.add(key)
+        return observed
 
     def prune_stale(self) -> list[str]:
         """Remove this suite's images of contexts no longer planned: old renders' leftovers.
@@ -204,6 +210,7 @@ class Builds:
             ],
             "smoke_checked": len(self.smoke_seconds),
             "smoke_seconds": round(sum(self.smoke_seconds.values())),
+            "smoke_answers_remembered": len(self.smokes_remembered),
             "smokes_failed": [
                 self.members[key][0].id for key, job in self._smokes.items() if self._failed(job)
             ],

@@ -1,6 +1,8 @@
 """Renders for the suite: each combination once per session, by pytest-copie, quickly."""
 
 import contextlib
+import copy
+import functools
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -8,6 +10,9 @@ from pathlib import Path
 from unittest import mock
 
 import jinja2
+import pytest_copie.plugin
+import yaml
+from copier import _template
 from copier._main import Worker
 from pytest_copie.plugin import Copie
 
@@ -35,15 +40,49 @@ def _compile_once(env, source, name=None, filename=None, raw=False, defer_init=F
     return _compiled[key]
 
 
+_load_config = _template.load_template_config
+
+
+@functools.cache
+def _config_once(conf_path: Path, quiet: bool = False) -> dict:
+    return _load_config(conf_path, quiet)
+
+
+def _config_of(conf_path: Path, quiet: bool = False) -> dict:
+    """copier.yml parsed once per session (the suite's template copy never changes): YAML
+    parsing was a quarter of a render. A copy each time, as Copier may change it."""
+    return copy.deepcopy(_config_once(conf_path, quiet))
+
+
+class _YamlOnce:
+    """pytest-copie's yaml, but for its per-render check that copier.yml has a
+    _subdirectory: that reads the same file every time, so it is parsed once."""
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(yaml, name)
+
+    @staticmethod
+    @functools.cache
+    def _documents(text: str) -> tuple:
+        return tuple(yaml.safe_load_all(text))
+
+    def safe_load_all(self, text: str) -> list:
+        return copy.deepcopy(list(self._documents(text)))
+
+
 @contextlib.contextmanager
 def quick_renders():
     """Copier as the suite runs it, a thousand times a run: every Jinja template compiled
+    once, copier.yml parsed once, the template's (never a git repository) VCS looked up
     once, and without the git call per file that only matters to a destination inside a
     git repository with core.fileMode=false (the suite's never is). Renders are byte for
     byte what Copier's command line gives: test_render checks it."""
     with (
         mock.patch.object(jinja2.Environment, "compile", _compile_once),
         mock.patch.object(Worker, "_sync_git_index_executable_bit", lambda *_: None),
+        mock.patch.object(_template, "load_template_config", _config_of),
+        mock.patch.object(_template, "get_repo", functools.cache(_template.get_repo)),
+        mock.patch.object(pytest_copie.plugin, "yaml", _YamlOnce()),
     ):
         yield
 
