@@ -163,7 +163,8 @@ def docker_side(request):
         for item in request.session.items:
             if marker := item.get_closest_marker("in_image"):
                 in_image.setdefault(marker.args[0], []).append(combination_of(item))
-        side.plan(builds, request.config.stash[SELECTED], in_image)
+        selected = request.config.stash[SELECTED]
+        side.plan(builds, selected, in_image, full_matrix=len(selected) == len(ALL))
         yield side
     finally:
         side.stop()
@@ -181,8 +182,8 @@ def builds(request, docker_side):
         say(f"docker: {note}")
     selected = request.config.stash[SELECTED]
     say(f"docker build plan: {len(selected)} combinations, {len(builds.members)} distinct contexts")
-    if len(selected) == len(ALL):
-        say(f"docker: removed {len(builds.prune_stale())} images of contexts no longer in the plan")
+    if docker_side.pruned is not None:
+        say(f"docker: removed {len(docker_side.pruned)} images of contexts no longer in the plan")
     yield builds
     builds.close()
     report = {"machine": docker_host.notes, **builds.report()}

@@ -90,13 +90,14 @@ def read_only(path: Path, target: str) -> str:
 @contextlib.contextmanager
 def serving(
     image: str, *, wait: bool = True, host_network: bool = False, mounts: tuple[str, ...] = (),
-    cpus: float | None = None, **env: str,
+    cpus: float | None = None, memory: str | None = None, **env: str,
 ) -> Iterator[Service]:  # fmt: skip
     """Run the image hardened as in production; removed by id afterwards.
 
     Published on a loopback port, or with `host_network` on the host's network (to
     reach servers on 127.0.0.1) with PORT set to a free port. `mounts` are
-    `--mount` specifications (the model cache, secret files); `cpus` is a CPU limit.
+    `--mount` specifications (the model cache, secret files); `cpus` is a CPU limit,
+    `memory` a memory limit (`768m`).
     """
     if host_network:
         env = {"PORT": str(free_port()), **env}
@@ -106,6 +107,7 @@ def serving(
     options = [arg for key, value in env.items() for arg in ("--env", f"{key}={value}")]
     options += [arg for mount in mounts for arg in ("--mount", mount)]
     options += ["--cpus", str(cpus)] if cpus else []
+    options += ["--memory", memory] if memory else []
     container_id = sh(
         "docker", "run", "--detach", "--read-only", "--tmpfs", "/tmp", *network, *options, image,
     ).strip()  # fmt: skip

@@ -22,6 +22,8 @@ class DockerSide:
         self.builds: Builds | None = None
         self._selected: list[Combination] = []
         self._in_image: dict[str, list[Combination]] = {}
+        self._full_matrix = False
+        self.pruned: list[str] | None = None  # images of contexts no longer planned, removed
         self.seconds: dict[str, float] = {}  # what the thread did, and when it was done
         self._planned = threading.Event()
         self._error: BaseException | None = None
@@ -29,11 +31,15 @@ class DockerSide:
         self._thread = threading.Thread(target=self._run, name="docker-side", daemon=True)
         self._thread.start()
 
-    def plan(self, builds: Builds, selected: list[Combination], in_image: dict) -> None:
+    def plan(
+        self, builds: Builds, selected: list[Combination], in_image: dict, full_matrix: bool
+    ) -> None:
         """Once the renders are in: the builds of `selected` start as soon as the engine is
-        up, and behind them the checks inside the images (`in_image`: "suite" and "smoke",
-        each a list of combinations), without waiting for their tests' turn."""
+        up, and behind them the checks with the images (`in_image`: "suite", "smoke" and
+        "compose", each a list of combinations), without waiting for their tests' turn.
+        With the `full_matrix` planned, what older renders left goes first (see _run)."""
         self.builds, self._selected, self._in_image = builds, selected, in_image
+        self._full_matrix = full_matrix
         self._planned.set()
 
     def _run(self) -> None:
@@ -44,9 +50,17 @@ class DockerSide:
             if self.builds is None:  # the session ended first
                 return
             self.builds.plan(self._selected)
+            if self._full_matrix:
+                # Before the first build, not after: a template change makes every context
+                # new, and the old images and their cache beside a full set of new ones
+                # would need twice the disk.
+                self.pruned = self.builds.prune_stale()
+                self.builds.bound_build_cache()
             self.builds.start()
             self.builds.start_checks(
-                self._in_image.get("suite", []), self._in_image.get("smoke", [])
+                self._in_image.get("suite", []),
+                self._in_image.get("smoke", []),
+                self._in_image.get("compose", []),
             )
             self.seconds["builds planned and started"] = time.monotonic() - self._started
         except BaseException as error:  # raised again in the main thread, by ready()

@@ -8,6 +8,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from combinations import Combination
+from compose_check import compose_up_and_predict
 from docker_host import IMAGE_PREFIX, DockerHost, build, context_digest, sh
 from smoke import serves_the_sample_remembered
 
@@ -40,6 +41,7 @@ class Builds:
         self._builds: dict[str, Future] = {}
         self._tests: dict[str, Future] = {}
         self._smokes: dict[str, Future] = {}
+        self._composes: dict[str, Future] = {}  # by combination: compose runs the render
         self._pool = ThreadPoolExecutor(os.cpu_count() or 1)
         self._news: queue.SimpleQueue[str] = queue.SimpleQueue()  # said by the main thread
 
@@ -126,16 +128,22 @@ class Builds:
             self._render(self.built[key]), self.args[key], log, *self.host.build_options, *options
         )
 
-    def start_checks(self, suite: list[Combination], smoked: list[Combination]) -> None:
-        """Queue the checks inside the images behind the builds, one per context: the test
+    def start_checks(
+        self, suite: list[Combination], smoked: list[Combination], composed=()
+    ) -> None:
+        """Queue the checks with the images behind the builds, one per context: the test
         stage (the generated project's own suite) of each context of `suite`, the smoke
-        check of each context of `smoked`. Each starts once its image is built."""
+        check of each context of `smoked`; and `compose up` of each render of `composed`.
+        Each starts once its image is built."""
         for c in suite:
             if (key := self.keys.get(c.id)) and key not in self._tests:
                 self._tests[key] = self._pool.submit(self._test_stage, key)
         for c in smoked:
             if (key := self.keys.get(c.id)) and key not in self._smokes:
                 self._smokes[key] = self._pool.submit(self._timed_smoke, key)
+        for c in composed:
+            if c.id in self.keys and c.id not in self._composes:
+                self._composes[c.id] = self._pool.submit(self._compose, c)
 
     def run_tests(self, c: Combination) -> float:
         """The seconds c's test stage took: a short build on top of the image's cached
@@ -152,6 +160,17 @@ class Builds:
         self.start()
         self.start_checks([], [c])
         return self._wait(self._smokes, self.keys[c.id])
+
+    def compose(self, c: Combination) -> tuple[str, object, list[str]]:
+        """What `compose up` of c's render found (tests/compose_check.py)."""
+        self.start()
+        self.start_checks([], [], [c])
+        return self._wait(self._composes, c.id)
+
+    def _compose(self, c: Combination) -> tuple[str, object, list[str]]:
+        self._built(self.keys[c.id])  # the same context: compose's build hits its cache
+        name = f"registry-{c.web_framework}-{c.model_registry}"
+        return compose_up_and_predict(self._render(c), name, f"python:{c.python_version}-slim")
 
     def _timed_smoke(self, key: str) -> tuple[int, object, list]:
         image, c = self._built(key), self.built[key]

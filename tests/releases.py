@@ -153,21 +153,27 @@ def tree(root: Path, under: str = "") -> dict[str, bytes]:
     }
 
 
-# The synthetic release after the newest rewrites this file's first line (its docstring).
+# The synthetic release after the newest rewrites this file's first line (its docstring),
 NEXT_RELEASE_FILE = "template/src/{{package_name}}/errors.py"
+# and raises the autoscaler's ceiling (CPU builds) in this one.
+NEXT_RELEASE_HPA = "template/k8s/base/horizontalpodautoscaler.yaml.jinja"
 # The generated README's last line: teams add their sections after it.
 README_FOOTER = "<!-- Your team's own sections go below this line"
 
 
 def add_next_release(releases: Releases) -> str:
     """A patch release on top of the newest, for updates from the newest: it changes the
-    first line of NEXT_RELEASE_FILE, so a team edit of that line must conflict, and adds a
-    paragraph at the end of the README, just above the footer teams write below."""
+    first line of NEXT_RELEASE_FILE, so a team edit of that line must conflict, raises
+    maxReplicas in NEXT_RELEASE_HPA, and adds a paragraph at the end of the README, just
+    above the footer teams write below."""
     major, minor, patch = map(int, releases.newest.split("."))
     version = f"{major}.{minor}.{patch + 1}"
     path = releases.repo / NEXT_RELEASE_FILE
     first, rest = path.read_text().split("\n", 1)
     path.write_text(first.replace('"""', '"""Revised: ', 1) + "\n" + rest)
+    hpa = releases.repo / NEXT_RELEASE_HPA
+    assert "  maxReplicas: 10\n" in hpa.read_text()
+    hpa.write_text(hpa.read_text().replace("  maxReplicas: 10\n", "  maxReplicas: 12\n"))
     readme = releases.repo / "template" / "README.md.jinja"
     text = readme.read_text()
     assert README_FOOTER in text, "the generated README lost its footer"

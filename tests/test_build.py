@@ -30,13 +30,20 @@ def test_build(combination: Combination, builds, render):
     assert "/readyz" in " ".join(config["Healthcheck"]["Test"])
 
 
-# Run inside a runtime image: what its libraries still carry that no service runs. Looks
-# for itself rather than asking scripts/slim_venv.py: a symbol table by its name among the
-# section names (NVIDIA's libraries hold ".symtab" in their data), sources by suffix.
+# Run inside a runtime image: what its libraries still carry that no service runs, and
+# whether each module has its source and its bytecode. Looks for itself rather than asking
+# scripts/slim_venv.py: a symbol table by its name among the section names (NVIDIA's
+# libraries hold ".symtab" in their data), sources by suffix.
 LEFTOVERS = """
-import json, pathlib, shutil, struct, sysconfig
+import importlib.util, inspect, json, pathlib, shutil, struct, sys, sysconfig
+import numpy
 site = pathlib.Path(sysconfig.get_path("purelib"))
 files = [p for p in site.rglob("*") if p.is_file() and not p.is_symlink()]
+def compiles(path):
+    try:
+        return bool(compile(path.read_bytes(), str(path), "exec", dont_inherit=True))
+    except (SyntaxError, ValueError):  # a template or a file for another Python
+        return False
 def symbols(path):  # whether an ELF (64-bit, little-endian) names a .symtab section
     with path.open("rb") as f:
         head = f.read(64)
@@ -60,8 +67,13 @@ def misaligned(path):  # a PT_LOAD segment glibc's loader refuses to map
         return any(s[0] == 1 and s[7] > 1 and (s[3] - s[2]) % s[7] for s in segments)
 libraries = [p for p in files if ".so" in p.suffixes]
 print(json.dumps({
-    "sources": [str(p) for p in files if p.suffix == ".py"],
+    "without bytecode": [
+        str(p) for p in files if p.suffix == ".py"
+        and not pathlib.Path(importlib.util.cache_from_source(p)).exists() and compiles(p)
+    ],
     "bytecode": sum(p.suffix == ".pyc" for p in files),
+    "sources": sum(p.suffix == ".py" for p in files),
+    "a library's source": len(inspect.getsource(numpy)),
     "test suites": [str(p) for p in site.glob("*/**/tests") if p.is_dir()],
     "build files": [str(p) for p in files if p.suffix in (".h", ".c", ".pyx", ".pxd", ".pyi")],
     "symbol tables": [str(p) for p in libraries if symbols(p)],
@@ -72,24 +84,28 @@ print(json.dumps({
 """
 
 
-# The runtime keeps what runs: bytecode and compiled libraries, without their sources,
-# symbol tables, test suites or build files, and no build tool (scripts/slim_venv.py).
+# The runtime keeps what runs: bytecode and compiled libraries, and the sources a
+# traceback shows, without symbol tables, test suites or build files, and no build tool
+# (scripts/slim_venv.py).
 @pytest.mark.parametrize("combination", PER_ML_BUILD, ids=lambda c: c.id)
 def test_the_runtime_keeps_only_what_runs(combination: Combination, builds, render):
     tag = builds.image(combination)
     found = json.loads(
         sh("docker", "run", "--rm", "--entrypoint", "python", tag, "-c", LEFTOVERS, timeout=180)
     )
-    # The libraries that read their own sources as they run keep them.
-    kept = runpy.run_path(str(render(combination) / "scripts" / "slim_venv.py"))["KEEP_SOURCE"]
-    found["sources"] = [
-        s for s in found["sources"] if s.split("/site-packages/")[1].split("/")[0] not in kept
+    # The libraries that read their build files as they run keep them.
+    slim_venv = runpy.run_path(str(render(combination) / "scripts" / "slim_venv.py"))
+    found["build files"] = [
+        path
+        for path in found["build files"]
+        if path.split("/site-packages/")[1].split("/")[0] not in slim_venv["KEEP_BUILD_FILES"]
     ]
     # Debian 12's binutils (2.40) makes unloadable copies of some libraries patchelf
     # rewrote: slim_venv.py keeps those whole, symbols and all. Debian 13's strips all.
     if found.pop("debian").startswith("12."):
         found.pop("symbol tables")
-    assert found.pop("bytecode") > 1000
+    assert found.pop("bytecode") > 1000 and found.pop("sources") > 1000
+    assert found.pop("a library's source") > 0
     leftovers = {k: v for k, v in found.items() if v}
     assert not leftovers, json.dumps(leftovers, indent=1)[:3000]
 

@@ -11,7 +11,14 @@ import yaml
 
 import reference
 from checks import BIN, check_file, hadolint, renovate_config, ruff, workflows
-from combinations import ALL, DEFAULT_PYTHON, PER_ML_BUILD, Combination, choices
+from combinations import (
+    ALL,
+    DEFAULT_PYTHON,
+    PER_ML_BUILD,
+    TEMPLATE_ROOT,
+    Combination,
+    choices,
+)
 
 ML_REQUIREMENT = {
     ("sklearn", False): "scikit-learn==",
@@ -136,3 +143,47 @@ def test_training_script_rebuilds_the_shipped_sample(combination: Combination, r
     assert (tmp_path / "metadata.json").read_text() == (shipped / "metadata.json").read_text()
     rows = reference.probe_rows(200)
     assert reference.predict(tmp_path, rows) == reference.predict(shipped, rows)
+
+
+# The manifests change with the ML build (resources, a GPU), the model source and the
+# registry (the model cache, variables, secrets); the container registry names the image
+# only, and the web framework and Python change nothing in them.
+MANIFESTS = [
+    c
+    for c in ALL
+    if (c.python_version, c.web_framework, c.container_registry)
+    == (DEFAULT_PYTHON, "fastapi", "ghcr")
+]
+# The oldest release the manifests support (the generated README says why) and the newest.
+KUBERNETES = ("1.30.0", "1.37.0")
+
+
+@pytest.fixture(scope="module")
+def manifests(render, tmp_path_factory) -> list[Path]:
+    """kustomize's build of the base and the production overlay of each distinct set."""
+    into = tmp_path_factory.mktemp("manifests")
+    built = []
+    for c in MANIFESTS:
+        for kustomization in ("base", "overlays/production"):
+            path = render(c) / "k8s" / kustomization
+            done = subprocess.run(
+                [BIN / "kubectl", "kustomize", path], capture_output=True, text=True
+            )
+            assert done.returncode == 0, f"{c.id} k8s/{kustomization}: {done.stderr}"
+            built.append(into / f"{c.id}-{kustomization.replace('/', '-')}.yaml")
+            built[-1].write_text(done.stdout)
+    return built
+
+
+@pytest.mark.parametrize("version", KUBERNETES)
+def test_the_manifests_are_valid_for_the_oldest_and_newest_kubernetes(manifests, version):
+    command = [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, *manifests]
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_readme_and_questionnaire_name_the_oldest_kubernetes_checked(render):
+    oldest = KUBERNETES[0].removesuffix(".0")
+    assert f"Kubernetes {oldest} or later" in (render(MANIFESTS[0]) / "README.md").read_text()
+    questionnaire = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
+    assert f"Kubernetes {oldest} or later" in questionnaire["project_slug"]["help"]

@@ -3,8 +3,11 @@
 import collections
 import json
 import os
+import re
 import shutil
+import socket
 import subprocess
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +21,7 @@ import yaml
 
 import reference
 from combinations import DEFAULT_PYTHON, Combination, choices
+from compose_check import PORT_8000
 from containers import read_only, serving
 from docker_host import sh
 from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row
@@ -43,8 +47,8 @@ def test_serves_the_sample_models_predictions(combination, builds, render):
         assert response.status_code == 200, response.text
         assert response.json() == {"predictions": expected}
         # Worker and thread counts follow the CPU limit, not the host's cores.
-        sized = "workers: 1, model threads each: 1, for a CPU limit of 1.5"
-        assert sized in [line["message"] for line in service.log_lines()]
+        sized = "workers: 1, model threads each: 1, for a CPU limit of 1.5, a memory limit of none"
+        assert [m for m in (line["message"] for line in service.log_lines()) if sized in m]
 
         refused = service.predict([[1, 2]])
         assert refused.status_code == 422
@@ -94,14 +98,15 @@ def test_the_workflows_check_of_the_image_it_pushes_passes_here(
     workflow = yaml.safe_load((project / ".github/workflows/ci.yaml").read_text())
     (step,) = [s for s in workflow["jobs"]["image"]["steps"] if s.get("name") == SMOKE_STEP]
     env = {**os.environ, "IMAGE_REF": builds.image(combination)}
-    try:
-        done = subprocess.run(
-            ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
-            cwd=project, env=env, capture_output=True, text=True, timeout=300,
-        )  # fmt: skip
-    finally:
-        logs = subprocess.run(["docker", "logs", "runtime-under-test"], capture_output=True)
-        sh("docker", "rm", "--force", "runtime-under-test", check=False)
+    with PORT_8000:  # the step publishes the image on 127.0.0.1:8000
+        try:
+            done = subprocess.run(
+                ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]],
+                cwd=project, env=env, capture_output=True, text=True, timeout=300,
+            )  # fmt: skip
+        finally:
+            logs = subprocess.run(["docker", "logs", "runtime-under-test"], capture_output=True)
+            sh("docker", "rm", "--force", "runtime-under-test", check=False)
     assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{logs.stderr.decode()[-2000:]}"
     sent = json.loads((project / "model/example-request.json").read_text())["instances"]
     answer = json.loads((project / "answer.json").read_text())
@@ -162,8 +167,26 @@ def test_bad_requests_get_a_4xx_json_error_and_the_service_stays_healthy(combina
         chunks = (b" " * 1024 for _ in range(MAX_BODY_BYTES // 1024 + 2))
         response = requests.post(f"{service.url}/predict", data=chunks, headers=JSON, timeout=10)
         assert response.status_code == 413
+        # A client that hangs up mid-body did nothing wrong here: 499, as other hang-ups.
+        hang_up_mid_body(service.url)
         assert service.predict(IRIS[:3]).json() == {"predictions": [0, 0, 0]}
-        assert "Traceback" not in service.logs()
+        page = requests.get(f"{service.url}/metrics", timeout=10).text
+        lines = service.log_lines()
+    assert metric(page, 'http_requests_total{method="POST",route="/predict",status="499"}') == 1
+    assert not [line for line in lines if line["level"] in ("error", "critical")], lines
+    assert not [line for line in lines if "exception" in line], lines
+
+
+def hang_up_mid_body(url: str) -> None:
+    """Send a request's headers and half its body, then close the connection."""
+    host, port = url.removeprefix("http://").split(":")
+    body = json.dumps({"instances": IRIS[:3]}).encode()
+    head = f"POST /predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    head += f"Content-Length: {len(body)}\r\n\r\n"
+    with socket.create_connection((host, int(port)), timeout=10) as client:
+        client.sendall(head.encode() + body[: len(body) // 2])
+        time.sleep(0.2)  # the server has read the headers and waits for the rest
+    time.sleep(0.5)  # and has seen the hang-up
 
 
 @pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
@@ -187,6 +210,101 @@ def test_concurrent_requests_each_get_their_own_predictions(combination, builds,
     model_calls = metric(metrics, "model_batch_rows_count")
     assert metric(metrics, "predicted_rows_total") == 3 * sum(len(rows) for rows in batches)
     assert model_calls < 3 * 64, "concurrent requests never shared a model call"
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK[:1], ids=lambda c: c.web_framework)
+def test_workers_default_to_what_the_memory_limit_holds(combination, builds):
+    # No CPU limit (many clusters forbid them): a worker per core would each load a model.
+    with serving(builds.image(combination), memory="768m", LOG_LEVEL="INFO") as service:
+        lines = service.log_lines()
+    (sized,) = [line["message"] for line in lines if line["message"].startswith("workers: ")]
+    numbers = re.search(
+        r"workers: (\d+), model threads each: \d+, for a CPU limit of ([\d.]+), "
+        r"a memory limit of (\d+) MiB and WORKER_MEMORY_MB (\d+)", sized,
+    )  # fmt: skip
+    assert numbers, sized
+    workers, cpus, memory_mib, worker_mib = map(float, numbers.groups())
+    assert cpus >= 2, f"this machine's {cpus} CPUs cannot tell the memory's bound: {sized}"
+    assert (memory_mib, workers) == (768, 768 // worker_mib), sized
+    booted = [line for line in lines if line["message"].startswith("Booting worker")]
+    assert len(booted) == workers, booted
+    assert any(line["level"] == "info" for line in lines), "LOG_LEVEL=INFO logged nothing"
+
+
+STICKY_FAILURE = """
+
+# The test's fault: every call after the warm-up fails, as after a sticky CUDA error.
+_loaded_predict, _calls = Model.predict, []
+
+
+def _failing_after_warm_up(self, rows):
+    _calls.append(len(rows))
+    if len(_calls) > 1:
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+    return _loaded_predict(self, rows)
+
+
+Model.predict = _failing_after_warm_up
+"""
+
+
+@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
+def test_a_model_failing_every_call_gets_fast_503s_and_its_worker_replaced(
+    combination, builds, render, tmp_path
+):
+    project = render(combination)
+    package = yaml.safe_load((project / ".copier-answers.yml").read_text())["package_name"]
+    patched = tmp_path / "model.py"
+    patched.write_text((project / "src" / package / "model.py").read_text() + STICKY_FAILURE)
+    mount = read_only(patched, f"/app/src/{package}/model.py")
+    with serving(builds.image(combination), WORKERS="1", mounts=(mount,)) as service:
+        started, answers = time.monotonic(), []
+        with ThreadPoolExecutor(16) as pool:
+            for wave in range(4):  # a call or more per wave
+                rows = [[IRIS[i]] for i in range(16 * wave, 16 * wave + 16)]
+                answers += pool.map(service.predict, rows)
+        seconds = time.monotonic() - started
+        replaced = False
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # unready, then a fresh worker: ready again
+            response = service.readyz()
+            replaced |= response is not None and response.status_code == 503
+            if replaced and response is not None and response.status_code == 200:
+                break
+            time.sleep(0.2)
+        page = requests.get(f"{service.url}/metrics", timeout=10).text
+        lines = service.log_lines()
+    codes = collections.Counter((a.status_code, a.json()["error"]["code"]) for a in answers)
+    assert {status for status, _ in codes} == {503}, codes  # for another replica to answer
+    assert codes[503, "model_failing"] >= 16, codes
+    assert seconds < 10, f"64 failing requests took {seconds:.1f}s"
+    assert replaced and response.status_code == 200, "the failing worker was not replaced"
+    failures = [line for line in lines if "CUDA error" in line["message"]]
+    assert [line["level"] for line in failures] == ["error", "critical"], failures
+    assert "exception" in failures[0], "the first failure's traceback"
+    assert metric(page, 'model_failures_total{code="model_failing"}') >= 16
+
+
+# An NVIDIA driver that supports CUDA 12.4 only, as on a node that was never upgraded: the
+# one entry point that says the version, built here (the images hold no compiler).
+OLD_DRIVER = "int cuDriverGetVersion(int *version) { *version = 12040; return 0; }\n"
+
+
+@pytest.mark.parametrize(
+    "combination",
+    [Combination(DEFAULT_PYTHON, "fastapi", ml, True, "embedded", None, "ghcr")
+     for ml in ("onnxruntime", "pytorch")],
+    ids=lambda c: f"{c.ml_framework}-gpu",
+)  # fmt: skip
+def test_a_gpu_image_on_an_old_driver_says_which_driver_it_needs(combination, builds, tmp_path):
+    (tmp_path / "driver.c").write_text(OLD_DRIVER)
+    sh("gcc", "-shared", "-fPIC", "-o", tmp_path / "libcuda.so.1", tmp_path / "driver.c")
+    mount = read_only(tmp_path / "libcuda.so.1", "/opt/driver/libcuda.so.1")
+    image = builds.image(combination)
+    with serving(image, wait=False, mounts=(mount,), LD_LIBRARY_PATH="/opt/driver") as service:
+        error = service.wait_unready()
+    assert "supports CUDA up to 12.4" in error["message"], error
+    assert "driver 580 or newer" in error["message"], error
 
 
 def metric(page: str, name: str, absent: float | None = None) -> float:
@@ -350,6 +468,27 @@ def slow_model(sample: Path, into: Path) -> Path:
     return model_dir(forest, sample, into)
 
 
+# Callers that each send one iris row and give up after half a second: how each call
+# ended, and when (python -c IMPATIENT URL CALLERS prints it as JSON).
+IMPATIENT = """
+import json, sys, time
+from concurrent.futures import ThreadPoolExecutor
+import requests
+from sklearn.datasets import load_iris
+url, rows = sys.argv[1], load_iris().data.tolist()
+def impatient(i):
+    started = time.monotonic()
+    try:
+        requests.post(url + "/predict", json={"instances": [rows[i]]}, timeout=0.5)
+        outcome = "answered"
+    except requests.Timeout:
+        outcome = "gave up"
+    return outcome, round(time.monotonic() - started, 3)
+with ThreadPoolExecutor(int(sys.argv[2])) as pool:
+    print(json.dumps(list(pool.map(impatient, range(int(sys.argv[2]))))))
+"""
+
+
 @pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
 def test_a_client_that_hangs_up_is_not_computed(combination, builds, render, tmp_path):
     model_dir = slow_model(render(combination) / "model", tmp_path)
@@ -357,18 +496,14 @@ def test_a_client_that_hangs_up_is_not_computed(combination, builds, render, tmp
     settings = {"WORKERS": "1", "BATCH_MAX_ROWS": "1", "MODEL_DIR": "/opt/slow"}
     mount = read_only(model_dir, "/opt/slow")
     callers = 24
-
-    def impatient(i: int) -> str:
-        try:
-            body = {"instances": [IRIS[i]]}
-            requests.post(f"{service.url}/predict", json=body, headers=JSON, timeout=0.5)
-        except requests.Timeout:
-            return "gave up"
-        return "answered"
-
     with serving(builds.image(combination), mounts=(mount,), **settings) as service:
-        with ThreadPoolExecutor(callers) as pool:
-            outcomes = collections.Counter(pool.map(impatient, range(callers)))
+        # The callers run in a process of their own: this one's pauses (a full garbage
+        # collection of the suite's heap takes seconds) would hold their hang-ups back.
+        done = subprocess.run(
+            [sys.executable, "-c", IMPATIENT, service.url, str(callers)],
+            capture_output=True, text=True, timeout=120, check=True,
+        )  # fmt: skip
+        outcomes = json.loads(done.stdout)
         # Every request ends either predicted or dropped; wait until all have.
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -380,14 +515,15 @@ def test_a_client_that_hangs_up_is_not_computed(combination, builds, render, tmp
             time.sleep(0.2)
         after = service.predict(IRIS[:3])
         lines = service.log_lines()
-    assert outcomes["gave up"] >= callers // 2, outcomes
+    gave_up = [seconds for outcome, seconds in outcomes if outcome == "gave up"]
+    assert len(gave_up) >= callers // 2, outcomes
+    assert max(gave_up) < 1.5, f"the callers hung up late, not after 0.5 s: {outcomes}"
     assert computed + dropped == callers, (computed, dropped)
     # The server learns of a hang-up only when its event loop reads the closed socket; a
     # request read together with its client's hang-up may reach the model first. Measured
     # here (computed, dropped of 23 abandoned): Flask (3, 21), (4, 20); FastAPI (10, 14),
-    # (9, 15), and (18, 6) on a busy CI run with a model a third as slow. Without
-    # cancelling, none would be dropped.
-    assert dropped >= outcomes["gave up"] / 4, (computed, dropped, outcomes)
+    # (9, 15). Without cancelling, none would be dropped.
+    assert dropped >= len(gave_up) / 4, (computed, dropped, outcomes)
     assert after.status_code == 200
     assert any(line.get("status") == 499 for line in lines)
     assert not [line for line in lines if line["level"] in ("error", "critical")]

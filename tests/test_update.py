@@ -11,6 +11,7 @@ by `git diff --check` and by the generated pre-commit hook.
 import difflib
 import hashlib
 import importlib.metadata
+import json
 import os
 import re
 import subprocess
@@ -310,6 +311,87 @@ def test_the_update_script_puts_a_new_release_on_a_branch(next_release, tmp_path
     git("switch", "--quiet", "main", cwd=project)
     git("merge", "--quiet", "--ff-only", outputs["branch"], cwd=project)
     assert run_update_script(project, tmp_path) == {"updated": "false", "version": version}
+
+
+def test_the_update_script_names_a_changed_file_the_team_renamed(next_release, tmp_path: Path):
+    """The team renamed the autoscaler's manifest; the next release raises its maxReplicas.
+    Copier merges into the template's path only: the pull request must say what it missed."""
+    releases, _ = next_release
+    project = copy_project(releases, releases.newest, {}, tmp_path / "project")
+    base = project / "k8s" / "base"
+    (base / "horizontalpodautoscaler.yaml").rename(base / "hpa.yaml")
+    kustomization = (base / "kustomization.yaml").read_text()
+    (base / "kustomization.yaml").write_text(
+        kustomization.replace("- horizontalpodautoscaler.yaml", "- hpa.yaml")
+    )
+    commit_all(project, "Team: a shorter name for the autoscaler")
+    outputs = run_update_script(project, tmp_path)
+    assert outputs["updated"] == "true"
+    said = (tmp_path / "body.md").read_text()
+    assert "- `k8s/base/horizontalpodautoscaler.yaml`" in said, said
+    assert "no conflicts" in said and "Copier merged every change" not in said, said
+    # What it names, it names because the change is not there: hpa.yaml kept the old value.
+    assert "maxReplicas: 10\n" in (base / "hpa.yaml").read_text()
+    # Files the team kept at their path got the release's change and are not named.
+    kept = NEXT_RELEASE_FILE.removeprefix("template/").replace(
+        "{{package_name}}", "iris_classifier"
+    )
+    assert (project / kept).exists() and f"`{kept}`" not in said and "`README.md`" not in said
+
+
+PUSH_AND_OPEN = "Push the branch and open the pull request"
+GITHUB_REMOTE = "https://x-access-token:token@github.example/team/service.git"
+
+
+def run_workflow_step(project: Path, outputs: dict, github: Path) -> subprocess.CompletedProcess:
+    """The update workflow's step that pushes the branch and opens the pull request, its
+    shell run as GitHub runs it (bash -eo pipefail), against a bare repository for GitHub's
+    git (the step's https remote is rewritten to it) and tests/fake_gh.py for its CLI."""
+    workflow = yaml.safe_load((project / ".github/workflows/template-update.yaml").read_text())
+    (step,) = [s for s in workflow["jobs"]["update"]["steps"] if s.get("name") == PUSH_AND_OPEN]
+    bin_dir = github / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    gh = bin_dir / "gh"
+    gh.write_text(f'#!/bin/sh\nexec {sys.executable} {TEMPLATE_ROOT / "tests/fake_gh.py"} "$@"\n')
+    gh.chmod(0o755)
+    env = {
+        **GIT_ENV, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+        "FAKE_GITHUB": str(github / "pulls.json"), "GH_TOKEN": "token",
+        "GITHUB_SERVER_URL": "https://github.example", "GITHUB_REPOSITORY": "team/service",
+        "BRANCH": outputs["branch"], "TITLE": outputs["title"],
+        "BODY_FILE": outputs["body-file"], "CONFLICTS": outputs["conflicts"],
+        "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{github / 'remote.git'}.insteadOf",
+        "GIT_CONFIG_VALUE_0": GITHUB_REMOTE,
+    }  # fmt: skip
+    command = ["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", step["run"]]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True)
+
+
+def test_a_pull_request_github_refused_is_opened_by_the_next_run(next_release, tmp_path: Path):
+    """GitHub refuses the first pull request (Actions may not create them by default): that
+    run is red, and the next, finding the branch pushed but no pull request, opens it."""
+    releases, version = next_release
+    project = copy_project(releases, releases.newest, {}, tmp_path / "project")
+    github = tmp_path / "github"
+    github.mkdir()
+    git("init", "--quiet", "--bare", str(github / "remote.git"), cwd=tmp_path)
+    (github / "pulls.json.refuse").touch()
+
+    def pulls() -> list[tuple[str, str]]:
+        state = github / "pulls.json"
+        found = json.loads(state.read_text()) if state.exists() else []
+        return [(pull["headRefName"], pull["state"]) for pull in found]
+
+    refused = run_workflow_step(project, run_update_script(project, tmp_path), github)
+    assert refused.returncode != 0 and "not permitted" in refused.stderr, refused
+    assert pulls() == []
+    branch = f"template-update/{version}"
+    assert git("ls-remote", "--heads", str(github / "remote.git"), cwd=tmp_path).strip()
+    for _ in range(2):  # the next scheduled runs, from main again
+        git("switch", "--quiet", "main", cwd=project)
+        opened = run_workflow_step(project, run_update_script(project, tmp_path), github)
+        assert opened.returncode == 0, opened.stderr
+        assert pulls() == [(branch, "OPEN")], opened.stdout  # opened once, then left alone
 
 
 def test_the_update_script_commits_a_conflict_marked_and_names_it(next_release, tmp_path: Path):

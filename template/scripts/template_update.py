@@ -8,7 +8,10 @@ by hand in a clean checkout. Asks Copier whether a newer release of the template
 --defaults --conflict inline` (no --trust: the template runs no tasks), commits the result
 whatever it is, and writes the pull request's title and body. Conflicts do not stop it:
 they are committed with their markers, listed in the body, and the title says so, so a
-person resolves them on the branch. Opening the pull request is left to the caller.
+person resolves them on the branch. Copier merges a release's change into the file at the
+path the template renders; the body names every file the release changed that this
+repository no longer has at that path (renamed, moved or deleted here), whose change
+nothing merged. Opening the pull request is left to the caller.
 
 Exit status: 0 up to date or updated (see the outputs), 1 something failed.
 """
@@ -42,7 +45,31 @@ def conflicts() -> list[str]:
     return sorted(marked | {path for path in untracked if path.endswith(".rej")})
 
 
-def body(current: str, latest: str, conflicted: list[str]) -> str:
+ANSWERS = ".copier-answers.yml"
+
+
+def release_changes(current: str, latest: str) -> list[str]:
+    """The files the release changed for this repository's answers: both releases rendered
+    with them and compared, file by file (`model/` is never updated: left out)."""
+    source = next(
+        line.split(":", 1)[1].strip().strip("'\"")
+        for line in Path(ANSWERS).read_text().splitlines()
+        if line.startswith("_src_path:")
+    )
+    trees = []
+    with tempfile.TemporaryDirectory() as work:
+        for version in (current, latest):
+            into = Path(work) / version
+            run("copier", "copy", "--defaults", "--quiet", "--data-file", ANSWERS,
+                "--vcs-ref", version, source, str(into))  # fmt: skip
+            files = (path for path in into.rglob("*") if path.is_file())
+            trees.append({path.relative_to(into).as_posix(): path.read_bytes() for path in files})
+    old, new = trees
+    changed = {path for path in old.keys() & new.keys() if old[path] != new[path]}
+    return sorted(path for path in changed if not path.startswith("model/"))
+
+
+def body(current: str, latest: str, conflicted: list[str], unmerged: list[str]) -> str:
     lines = [
         f"Updates this repository from ml-docker-template {current} to {latest} with "
         "`copier update --defaults --conflict inline`.",
@@ -51,6 +78,16 @@ def body(current: str, latest: str, conflicted: list[str]) -> str:
         "`model/` is never touched by an update.",
         "",
     ]
+    if unmerged:
+        lines += [
+            f"**{len(unmerged)} file(s) the release changed are not in this repository at "
+            "that path**, so nothing merged their change: if you renamed, moved or split one, "
+            "port the release's change to it by hand (the template's diff between the two "
+            "releases shows it).",
+            "",
+            *[f"- `{path}`" for path in unmerged],
+            "",
+        ]
     if conflicted:
         lines += [
             f"**{len(conflicted)} file(s) need a person**: the template changed lines this "
@@ -59,6 +96,8 @@ def body(current: str, latest: str, conflicted: list[str]) -> str:
             "",
             *[f"- `{path}`" for path in conflicted],
         ]
+    elif unmerged:
+        lines.append("Copier merged every other change: no conflicts.")
     else:
         lines.append("Copier merged every change: no conflicts.")
     return "\n".join(lines) + "\n"
@@ -81,6 +120,7 @@ def main() -> int:
     if check["update_available"]:
         current, latest = check["current_version"], check["latest_version"]
         branch = f"{args.branch_prefix}{latest}"
+        unmerged = [path for path in release_changes(current, latest) if not Path(path).exists()]
         run("git", "switch", "--force-create", branch)  # a rerun starts the branch afresh
         try:
             run("copier", "update", "--defaults", "--conflict", "inline", "--vcs-ref", latest)
@@ -98,7 +138,7 @@ def main() -> int:
         # --no-verify: the pre-commit hook would refuse the conflict markers, which are
         # committed on purpose, for a person to resolve on this branch.
         run("git", "commit", "--quiet", "--no-verify", "--message", title)
-        args.body_file.write_text(body(current, latest, conflicted))
+        args.body_file.write_text(body(current, latest, conflicted, unmerged))
         outputs |= {
             "updated": "true",
             "branch": branch,

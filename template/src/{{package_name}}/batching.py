@@ -1,6 +1,7 @@
 """Adaptive micro-batching: rows of concurrent requests share one model call."""
 
 import logging
+import math
 import sys
 import threading
 import time
@@ -13,12 +14,18 @@ import numpy as np
 
 from . import logs
 from .errors import RequestError
-from .metrics import BATCH_ROWS, ROWS, SHED
+from .metrics import BATCH_ROWS, FAILURES, ROWS, SHED
 
 log = logging.getLogger(__name__)
 
+# Model calls in a row that fail, the warm-up rows too, before the worker is replaced: a
+# sticky CUDA error or a broken native library fails every call, and no retry here helps.
+FAILED_PROBES_BEFORE_REPLACEMENT = 3
+# Distinct failures logged with a traceback per worker; beyond that, only counted.
+MAX_LOGGED_FAILURES = 100
 
-@dataclass
+
+@dataclass(eq=False)  # a request is itself: the queue finds a cancelled one by identity
 class Request:
     rows: np.ndarray
     future: Future = field(default_factory=Future)
@@ -39,10 +46,13 @@ class MicroBatcher:
     back exactly its own slice of the predictions, in order.
 
     Bounded: past `max_queued_rows` waiting rows, a request is refused at once
-    (503) rather than queued behind work it would wait seconds for. Isolated: a
-    call that fails is split until the failure is one request's, so a row the
-    model chokes on fails only the request that sent it. A request whose waiter
-    gave up (its future cancelled) is dropped before the model sees it.
+    (503) rather than queued behind work it would wait seconds for. A request whose
+    waiter gave up (its future cancelled: past its deadline, or its client gone)
+    leaves the queue and its count at once. Isolated: when a call fails, the
+    model is asked for the warm-up rows it answered at load; if it answers them,
+    the call is split until the failure is one request's, so a row the model
+    chokes on fails only the request that sent it; if not, the failure is the
+    model's, and the call's requests get a fast 503 instead of a split.
     """
 
     def __init__(
@@ -51,8 +61,10 @@ class MicroBatcher:
         max_rows: int,
         max_wait: float,
         max_queued_rows: int = 1 << 30,
+        probe: np.ndarray | None = None,
     ) -> None:
         self._predict = predict
+        self._probe = probe  # rows the model answered at load, to tell its failures apart
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._max_queued_rows = max_queued_rows
@@ -65,6 +77,9 @@ class MicroBatcher:
         self._wake_at = 1
         self._calling_since: float | None = None  # monotonic start of the running model call
         self._holding: list[Request] = []  # taken from the queue, not yet answered
+        self._failed_probes = 0  # calls in a row failed with the probe failing too
+        self.failing: str | None = None  # why the model fails every call, once it persists
+        self._logged: set[tuple[str, str]] = set()  # failures logged with their traceback
         self._thread = threading.Thread(target=self._serve, name="micro-batcher", daemon=True)
         self._thread.start()
 
@@ -87,7 +102,21 @@ class MicroBatcher:
             self._waiting_rows += len(rows)
             if self._enough_waiting(self._wake_at):
                 self._arrived.notify()
+        request.future.add_done_callback(lambda future: self._withdraw(request, future))
         return request.future
+
+    def _withdraw(self, request: Request, future: Future) -> None:
+        """A request cancelled while it waits leaves the queue at once: its rows no longer
+        count against `max_queued_rows`, nor take a place in a call."""
+        if not future.cancelled():
+            return
+        with self._arrived:
+            try:
+                self._waiting.remove(request)
+            except ValueError:  # already taken into a call, which drops it
+                return
+            self._waiting_rows -= len(request.rows)
+        SHED.labels("abandoned").inc()
 
     @property
     def alive(self) -> bool:
@@ -126,15 +155,16 @@ class MicroBatcher:
         """Wait for a request, then (up to `max_wait`) for `expected` of them, and take the
         waiting requests that fit in `max_rows`; a larger one comes next, alone."""
         with self._arrived:
-            self._wake_at = 1
-            while not self._waiting:
-                self._arrived.wait()
-            self._wake_at = expected
-            deadline = time.monotonic() + self._max_wait
-            while not self._enough_waiting(expected):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._arrived.wait(remaining):
-                    break
+            while not self._waiting:  # again if every waiting request was withdrawn meanwhile
+                self._wake_at = 1
+                while not self._waiting:
+                    self._arrived.wait()
+                self._wake_at = expected
+                deadline = time.monotonic() + self._max_wait
+                while not self._enough_waiting(expected):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._arrived.wait(remaining):
+                        break
             self._wake_at = sys.maxsize  # while the model runs, arrivals just wait in line
             batch = [self._waiting.popleft()]
             rows = len(batch[0].rows)
@@ -154,37 +184,107 @@ class MicroBatcher:
         live = [request for request in batch if request.future.set_running_or_notify_cancel()]
         if dropped := len(batch) - len(live):
             SHED.labels("abandoned").inc(dropped)
-        if live:
-            self._call_isolated(live)
-
-    def _call_isolated(self, batch: list[Request]) -> None:
-        """One model call for the batch; if it fails, halves until the failure is one request's."""
-        features = np.concatenate([r.rows for r in batch]) if len(batch) > 1 else batch[0].rows
+        if not live:
+            return
+        # One clock for the batch, isolation included: MODEL_CALL_TIMEOUT_S bounds its answer.
         self._calling_since = time.monotonic()
+        try:
+            if (failure := self._call(live)) is None:
+                return
+            if self._model_answers_the_probe():
+                self._isolate(live, failure)
+            else:
+                self._model_failing(live, failure)
+        finally:
+            self._calling_since = None
+
+    def _call(self, batch: list[Request]) -> Exception | None:
+        """One model call; each request gets its own slice of the predictions. On failure
+        nothing is answered, and the error is returned."""
+        features = np.concatenate([r.rows for r in batch]) if len(batch) > 1 else batch[0].rows
         try:
             predictions = self._predict(features)
             if len(predictions) != len(features):
                 count = f"{len(predictions)} predictions for {len(features)} rows"
                 raise RuntimeError(f"the model gave {count}")
-        except Exception:
-            if len(batch) > 1:
-                middle = len(batch) // 2
-                self._call_isolated(batch[:middle])
-                self._call_isolated(batch[middle:])
-                return
-            token = logs.request_id.set(batch[0].request_id)
-            log.exception("prediction failed for a request of %d rows", len(features))
-            logs.request_id.reset(token)
-            _settle(batch[0].future, error=_model_failed())
-            return
-        finally:
-            self._calling_since = None
+        except Exception as error:
+            return error
+        self._failed_probes = 0
         BATCH_ROWS.observe(len(features))
         ROWS.inc(len(features))
         start = 0
         for request in batch:
             _settle(request.future, result=predictions[start : start + len(request.rows)])
             start += len(request.rows)
+        return None
+
+    def _model_answers_the_probe(self) -> bool:
+        """Whether the model still answers the warm-up rows it answered at load: if not,
+        a failed call was the model's failure, not its input's."""
+        if self._probe is None:
+            return True
+        try:
+            self._predict(self._probe)
+        except Exception:
+            return False
+        self._failed_probes = 0
+        return True
+
+    def _isolate(self, batch: list[Request], failure: Exception) -> None:
+        """Halve a failed call until each failure is one request's (a row the model chokes
+        on): a poison request costs two calls per halving. Calls beyond what two poison
+        requests need are not made: what is still unresolved then fails as a whole, so a
+        model that fails at random costs a bounded number of calls, not one per request."""
+        calls_left = 4 * math.ceil(math.log2(len(batch))) if len(batch) > 1 else 0
+        failed = [(batch, failure)]
+        while failed:
+            part, failure = failed.pop()
+            if len(part) == 1 or calls_left < 2:
+                self._fail(part, failure, _model_failed())
+                continue
+            middle = len(part) // 2
+            for half in (part[:middle], part[middle:]):
+                calls_left -= 1
+                if (error := self._call(half)) is not None:
+                    failed.append((half, error))
+
+    def _model_failing(self, batch: list[Request], failure: Exception) -> None:
+        """The model failed on the probe too: every request of the call gets a fast 503
+        (another replica may answer it); once that persists the supervisor replaces the
+        worker, as it does a hung model."""
+        self._failed_probes += 1
+        if self._failed_probes >= FAILED_PROBES_BEFORE_REPLACEMENT:
+            self.failing = f"the model fails on every call, its warm-up rows too: {_what(failure)}"
+        error = RequestError(
+            503, "model_failing", "the model fails on every input just now, not only on "
+            "this request's: try again shortly, or another replica", retry_after=1,
+        )  # fmt: skip
+        self._fail(batch, failure, error)
+
+    def _fail(self, requests: list[Request], failure: Exception, error: RequestError) -> None:
+        """Answer `requests` with `error`: a log line per distinct failure with its
+        traceback, then only the count, so a model failing on every call cannot flood it."""
+        FAILURES.labels(error.code).inc(len(requests))
+        signature = (error.code, _what(failure))
+        if signature in self._logged:
+            log.debug("%s again for %d requests", error.code, len(requests))
+        elif len(self._logged) < MAX_LOGGED_FAILURES:
+            self._logged.add(signature)
+            token = logs.request_id.set(requests[0].request_id)
+            rows = sum(len(request.rows) for request in requests)
+            log.error(
+                "%s: %d requests (%d rows) failed: %s; the same failure is only counted from "
+                "now on (model_failures_total)", error.code, len(requests), rows,
+                _what(failure), exc_info=failure,
+            )  # fmt: skip
+            logs.request_id.reset(token)
+        for request in requests:
+            _settle(request.future, error=error)
+
+
+def _what(failure: Exception) -> str:
+    """The failure's type and message: what tells one failure from another."""
+    return f"{type(failure).__name__}: {str(failure)[:200]}"
 
 
 def _model_failed() -> RequestError:

@@ -29,6 +29,11 @@ SHED = Counter(
     "Requests refused or dropped to stay responsive: queue_full, deadline or abandoned",
     ["reason"],
 )
+FAILURES = Counter(
+    "model_failures_total",
+    "Requests the model failed: prediction_failed (their own rows) or model_failing (any rows)",
+    ["code"],
+)
 BATCH_ROWS = Histogram(
     "model_batch_rows",
     "Rows per model call (micro-batches merge concurrent requests)",

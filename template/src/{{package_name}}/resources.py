@@ -1,4 +1,4 @@
-"""The CPU this container may use: what worker and thread counts default to."""
+"""The CPU and memory this container may use: what worker and thread counts default to."""
 
 import math
 import os
@@ -28,9 +28,30 @@ def cpu_limit(cgroup: Path = CGROUP) -> float:
     return float(len(os.sched_getaffinity(0)))
 
 
-def default_workers(cpus: float) -> int:
-    """One worker per whole CPU: each holds its own copy of the model."""
-    return max(1, math.floor(cpus))
+def memory_limit(cgroup: Path = CGROUP) -> int | None:
+    """Bytes the container may use (Kubernetes' `limits.memory`, `docker run --memory`),
+    or None when it has no limit."""
+    try:  # cgroup v2: bytes, or "max"
+        limit = (cgroup / "memory.max").read_text().strip()
+        return None if limit == "max" else int(limit)
+    except UNREADABLE:
+        try:  # cgroup v1: no limit reads as a huge number
+            limit = int((cgroup / "memory" / "memory.limit_in_bytes").read_text())
+            return limit if limit < 1 << 60 else None
+        except UNREADABLE:
+            return None
+
+
+# Workers a default gives however many CPUs the node has: with no CPU limit (many
+# clusters forbid them) a worker per core of a 96-core node would load 96 models.
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers(cpus: float, memory: int | None, worker_memory: int) -> int:
+    """One worker per whole CPU (each holds its own copy of the model), no more than the
+    memory limit holds at `worker_memory` bytes each, nor MAX_DEFAULT_WORKERS; at least one."""
+    fit = memory // worker_memory if memory is not None else MAX_DEFAULT_WORKERS
+    return max(1, min(math.floor(cpus), fit, MAX_DEFAULT_WORKERS))
 
 
 def default_model_threads(cpus: float, workers: int) -> int:
