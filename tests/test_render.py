@@ -1,6 +1,5 @@
 """Stage 1: every combination renders, every file is sound, lints clean and says what was asked."""
 
-import hashlib
 import importlib.metadata
 import subprocess
 import sys
@@ -79,9 +78,10 @@ def check_answers(c: Combination, project: Path) -> None:
     assert set(compose["services"]) == local.get(c.model_registry, set())
 
     if c.model_source == "registry":
-        # The digest the service pins is the shipped sample's, in Compose and in the ConfigMap.
-        metadata = yaml.safe_load((project / "model/metadata.json").read_text())
-        digest = hashlib.sha256((project / "model" / metadata["artifact"]).read_bytes()).hexdigest()
+        # The digest the service pins is the shipped sample's, in Compose and in the ConfigMap,
+        # by the command the README gives for it.
+        assert reference.DIGEST_COMMAND in (project / "README.md").read_text()
+        digest = reference.digest(project / "model")
         assert service["environment"]["MODEL_SHA256"] == f"${{MODEL_SHA256:-{digest}}}"
         kustomization = (project / "k8s/base/kustomization.yaml").read_text()
         assert f"- MODEL_SHA256={digest}\n" in kustomization

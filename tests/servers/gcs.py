@@ -19,15 +19,22 @@ class GcsServer(ServerProcess):
                    "--in-memory"]  # fmt: skip
         super().__init__("gcs", command, port, ready=lambda: True)
 
-    def client(self) -> storage.Client:
+    def client(self, endpoint: str | None = None) -> storage.Client:
         return storage.Client(
             project="test", credentials=AnonymousCredentials(),
-            client_options={"api_endpoint": self.endpoint},
+            client_options={"api_endpoint": endpoint or self.endpoint},
         )  # fmt: skip
 
-    def publish(self, model_dir: Path, bucket: str, prefix: str, folder_marker: bool = True) -> str:
-        """Upload `model_dir` under gs://bucket/prefix/, with the console's folder object."""
-        client = self.client()
+    def publish(
+        self, model_dir: Path, bucket: str, prefix: str, folder_marker: bool = True,
+        via: str | None = None,
+    ) -> str:  # fmt: skip
+        """Upload `model_dir` under gs://bucket/prefix/, with the console's folder object.
+
+        The emulator links each object's media to the host it was uploaded through: `via`
+        (a proxy's URL) is where clients will download it from.
+        """
+        client = self.client(via)
         target = client.lookup_bucket(bucket) or client.create_bucket(bucket)
         if folder_marker:
             target.blob(f"{prefix}/").upload_from_string(b"")

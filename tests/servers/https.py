@@ -12,7 +12,9 @@ SCRIPT = Path(__file__).with_name("https_server.py")
 
 
 class HttpsServer(ServerProcess):
-    def __init__(self, root: Path, token: str, port: int | None = None) -> None:
+    def __init__(
+        self, root: Path, token: str, port: int | None = None, cut: str | None = None
+    ) -> None:
         port = port or free_port()
         self.root, self.token, self.url = root, token, f"https://127.0.0.1:{port}"
         (root / "www").mkdir(parents=True, exist_ok=True)
@@ -24,7 +26,7 @@ class HttpsServer(ServerProcess):
         self.token_file = root / "token"
         self.token_file.write_text(token + "\n")
         command = [sys.executable, SCRIPT, root / "www", port, root / "server.pem",
-                   root / "server.pem", token]  # fmt: skip
+                   root / "server.pem", token, *([cut] if cut else [])]  # fmt: skip
         super().__init__("https", command, port, ready=lambda: True)
 
     def publish_archive(self, model_dir: Path, path: str, top_folder: str | None) -> str:
