@@ -14,14 +14,14 @@ from renders import Renders
 
 # Real registry servers (S3, GCS, MLflow, HTTPS), and the sample model each holds, as
 # session fixtures.
-pytest_plugins = ["servers.fixtures", "published"]
+pytest_plugins = ["servers.fixtures", "published", "updates"]
 
 SELECTED = pytest.StashKey[list]()
 # Stages run in this order whatever the file names: render before build before run.
 STAGES = [
     "test_tooling", "test_plan", "test_questionnaire", "test_render", "test_update",
-    "test_dependency_updates", "test_build", "test_serve", "test_push", "test_registry",
-    "test_registry_faults",
+    "test_update_flow", "test_dependency_updates", "test_build", "test_serve",
+    "test_serve_faults", "test_push", "test_registry", "test_registry_faults",
 ]  # fmt: skip
 # Wall seconds per stage, and of the session fixtures' set-ups inside them, for the summary.
 STAGE_SECONDS = pytest.StashKey[dict[str, float]]()

@@ -122,3 +122,12 @@ def serving(
         yield service
     finally:
         sh("docker", "rm", "--force", "--volumes", container_id, check=False)
+
+
+def metric(page: str, name: str, absent: float | None = None) -> float:
+    """A sample's value from a /metrics page; `absent` if given stands for a missing one."""
+    lines = [line for line in page.splitlines() if line.startswith(name + " ")]
+    if not lines and absent is not None:
+        return absent
+    (line,) = lines
+    return float(line.split()[1])

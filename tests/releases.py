@@ -157,6 +157,9 @@ def tree(root: Path, under: str = "") -> dict[str, bytes]:
 NEXT_RELEASE_FILE = "template/src/{{package_name}}/errors.py"
 # and raises the autoscaler's ceiling (CPU builds) in this one.
 NEXT_RELEASE_HPA = "template/k8s/base/horizontalpodautoscaler.yaml.jinja"
+# and relocks the default answers' ML layer in this one: numpy loses one of its hashes.
+NEXT_RELEASE_LOCK = "includes/locks/py3.14/sklearn/ml.lock"
+NEXT_RELEASE_LOCKED = "numpy=="
 # The generated README's last line: teams add their sections after it.
 README_FOOTER = "<!-- Your team's own sections go below this line"
 
@@ -164,8 +167,9 @@ README_FOOTER = "<!-- Your team's own sections go below this line"
 def add_next_release(releases: Releases) -> str:
     """A patch release on top of the newest, for updates from the newest: it changes the
     first line of NEXT_RELEASE_FILE, so a team edit of that line must conflict, raises
-    maxReplicas in NEXT_RELEASE_HPA, and adds a paragraph at the end of the README, just
-    above the footer teams write below."""
+    maxReplicas in NEXT_RELEASE_HPA, drops the second hash of NEXT_RELEASE_LOCKED's block
+    in NEXT_RELEASE_LOCK (a relock's change, its .txt untouched), and adds a paragraph at
+    the end of the README, just above the footer teams write below."""
     major, minor, patch = map(int, releases.newest.split("."))
     version = f"{major}.{minor}.{patch + 1}"
     path = releases.repo / NEXT_RELEASE_FILE
@@ -174,6 +178,12 @@ def add_next_release(releases: Releases) -> str:
     hpa = releases.repo / NEXT_RELEASE_HPA
     assert "  maxReplicas: 10\n" in hpa.read_text()
     hpa.write_text(hpa.read_text().replace("  maxReplicas: 10\n", "  maxReplicas: 12\n"))
+    lock = releases.repo / NEXT_RELEASE_LOCK
+    lines = lock.read_text().splitlines(keepends=True)
+    block = next(i for i, line in enumerate(lines) if line.startswith(NEXT_RELEASE_LOCKED))
+    assert lines[block + 2].strip().startswith("--hash="), lines[block : block + 3]
+    del lines[block + 2]
+    lock.write_text("".join(lines))
     readme = releases.repo / "template" / "README.md.jinja"
     text = readme.read_text()
     assert README_FOOTER in text, "the generated README lost its footer"

@@ -11,13 +11,16 @@ they are committed with their markers, listed in the body, and the title says so
 person resolves them on the branch. Copier merges a release's change into the file at the
 path the template renders; the body names every file the release changed that this
 repository no longer has at that path (renamed, moved or deleted here), whose change
-nothing merged. Opening the pull request is left to the caller.
+nothing merged. Locks are never merged: each requirements/*.lock becomes the lock its .txt
+files ask for (settle_locks). Opening the pull request is left to the caller.
 
 Exit status: 0 up to date or updated (see the outputs), 1 something failed.
 """
 
 import argparse
 import json
+import runpy
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -46,36 +49,87 @@ def conflicts() -> list[str]:
 
 
 ANSWERS = ".copier-answers.yml"
+MARKER = b"<<<<<<< "
 
 
-def release_changes(current: str, latest: str) -> list[str]:
-    """The files the release changed for this repository's answers: both releases rendered
-    with them and compared, file by file (`model/` is never updated: left out)."""
+def rendered(version: str) -> dict[str, bytes]:
+    """Every file the release renders for this repository's answers, by path."""
     source = next(
         line.split(":", 1)[1].strip().strip("'\"")
         for line in Path(ANSWERS).read_text().splitlines()
         if line.startswith("_src_path:")
     )
-    trees = []
     with tempfile.TemporaryDirectory() as work:
-        for version in (current, latest):
-            into = Path(work) / version
-            run("copier", "copy", "--defaults", "--quiet", "--data-file", ANSWERS,
-                "--vcs-ref", version, source, str(into))  # fmt: skip
-            files = (path for path in into.rglob("*") if path.is_file())
-            trees.append({path.relative_to(into).as_posix(): path.read_bytes() for path in files})
-    old, new = trees
+        into = Path(work) / version
+        run("copier", "copy", "--defaults", "--quiet", "--data-file", ANSWERS,
+            "--vcs-ref", version, source, str(into))  # fmt: skip
+        files = (path for path in into.rglob("*") if path.is_file())
+        return {path.relative_to(into).as_posix(): path.read_bytes() for path in files}
+
+
+def release_changes(old: dict[str, bytes], new: dict[str, bytes]) -> list[str]:
+    """The files the release changed, between two renders (`model/` is never updated)."""
     changed = {path for path in old.keys() & new.keys() if old[path] != new[path]}
     return sorted(path for path in changed if not path.startswith("model/"))
 
 
-def body(current: str, latest: str, conflicted: list[str], unmerged: list[str]) -> str:
+def committed(commit: str, path: str) -> bytes | None:
+    """The file at `path` as `commit` has it; None where it had none."""
+    show = ["git", "show", f"{commit}:{path}"]
+    shown = subprocess.run(show, capture_output=True)  # noqa: S603
+    return shown.stdout if shown.returncode == 0 else None
+
+
+def settle_locks(before: str, release: dict[str, bytes]) -> tuple[list[str], list[str]]:
+    """Make each requirements/LAYER.lock the lock its .txt files ask for, never a merge.
+
+    A lock's hash blocks change on both sides between releases (the release relocks,
+    Renovate's lock maintenance relocks here), and Copier's line merge of two locks is no
+    lock. A layer whose .txt files (its own and those below it) are all the release's
+    takes the release's lock; all this repository's, keeps its own; a mix of both (a pin
+    added here, another raised by the release) is relocked by scripts/lock.py, starting
+    from the release's lock. Returns (layers relocked, layers whose .txt has conflicts:
+    their locks are the release's until a person resolves them and relocks).
+    """
+    layers = runpy.run_path("scripts/lock.py")["LAYERS"]
+    relock, waiting = [], []
+    for layer, below in layers.items():
+        lock = f"requirements/{layer}.lock"
+        txts = [f"requirements/{name}.txt" for name in [*below, layer]]
+        merged = {txt: Path(txt).read_bytes() for txt in txts}
+        if any(MARKER in text for text in merged.values()):
+            waiting.append(layer)
+            Path(lock).write_bytes(release[lock])
+        elif all(merged[txt] == release.get(txt) for txt in txts):
+            Path(lock).write_bytes(release[lock])
+        elif all(merged[txt] == committed(before, txt) for txt in txts):
+            Path(lock).write_bytes(committed(before, lock) or release[lock])
+        else:
+            relock.append(layer)
+            Path(lock).write_bytes(release[lock])
+    if relock:
+        if shutil.which("uv") is None:
+            raise SystemExit(f"relocking {', '.join(relock)} needs uv: pip install uv")
+        # All layers, in order: a layer's lock is made under the locks below it.
+        run(sys.executable, "scripts/lock.py")
+    return relock, waiting
+
+
+def body(
+    current: str, latest: str, conflicted: list[str], unmerged: list[str],
+    relocked: list[str], waiting: list[str],
+) -> str:  # fmt: skip
     lines = [
         f"Updates this repository from ml-docker-template {current} to {latest} with "
         "`copier update --defaults --conflict inline`.",
         "",
         "Read the template's CHANGELOG.md for the upgrade notes of each release in between. "
         "`model/` is never touched by an update.",
+        "",
+        "Each `requirements/*.lock` is the lock its `.txt` files ask for, never a merge of "
+        "two: the release's, this repository's, or, where both changed the pins, relocked "
+        "with `scripts/lock.py`"
+        + (f" ({', '.join(relocked)})." if relocked else " (none needed it)."),
         "",
     ]
     if unmerged:
@@ -96,6 +150,13 @@ def body(current: str, latest: str, conflicted: list[str], unmerged: list[str]) 
             "",
             *[f"- `{path}`" for path in conflicted],
         ]
+        if waiting:
+            locks = ", ".join(f"`requirements/{layer}.lock`" for layer in waiting)
+            lines += [
+                "",
+                f"{locks} stay the release's until the `.txt` conflicts above are resolved: "
+                "then run `python scripts/lock.py` and commit the locks it writes.",
+            ]
     elif unmerged:
         lines.append("Copier merged every other change: no conflicts.")
     else:
@@ -120,10 +181,13 @@ def main() -> int:
     if check["update_available"]:
         current, latest = check["current_version"], check["latest_version"]
         branch = f"{args.branch_prefix}{latest}"
-        unmerged = [path for path in release_changes(current, latest) if not Path(path).exists()]
+        old, new = rendered(current), rendered(latest)
+        unmerged = [path for path in release_changes(old, new) if not Path(path).exists()]
+        before = run("git", "rev-parse", "HEAD").strip()
         run("git", "switch", "--force-create", branch)  # a rerun starts the branch afresh
         try:
             run("copier", "update", "--defaults", "--conflict", "inline", "--vcs-ref", latest)
+            relocked, waiting = settle_locks(before, new)
         except SystemExit:
             # Leave the checkout as it was found: clean, on the branch it started from.
             run("git", "reset", "--hard", "--quiet")
@@ -138,7 +202,7 @@ def main() -> int:
         # --no-verify: the pre-commit hook would refuse the conflict markers, which are
         # committed on purpose, for a person to resolve on this branch.
         run("git", "commit", "--quiet", "--no-verify", "--message", title)
-        args.body_file.write_text(body(current, latest, conflicted, unmerged))
+        args.body_file.write_text(body(current, latest, conflicted, unmerged, relocked, waiting))
         outputs |= {
             "updated": "true",
             "branch": branch,

@@ -7,22 +7,17 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, InvalidStateError
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from . import logs
 from .errors import RequestError
-from .metrics import BATCH_ROWS, FAILURES, ROWS, SHED
+from .failures import Failures, model_failed, settle
+from .metrics import BATCH_ROWS, ROWS, SHED
 
 log = logging.getLogger(__name__)
-
-# Model calls in a row that fail, the warm-up rows too, before the worker is replaced: a
-# sticky CUDA error or a broken native library fails every call, and no retry here helps.
-FAILED_PROBES_BEFORE_REPLACEMENT = 3
-# Distinct failures logged with a traceback per worker; beyond that, only counted.
-MAX_LOGGED_FAILURES = 100
 
 
 @dataclass(eq=False)  # a request is itself: the queue finds a cancelled one by identity
@@ -64,7 +59,7 @@ class MicroBatcher:
         probe: np.ndarray | None = None,
     ) -> None:
         self._predict = predict
-        self._probe = probe  # rows the model answered at load, to tell its failures apart
+        self._failures = Failures(predict, probe)
         self._max_rows = max_rows
         self._max_wait = max_wait
         self._max_queued_rows = max_queued_rows
@@ -77,9 +72,6 @@ class MicroBatcher:
         self._wake_at = 1
         self._calling_since: float | None = None  # monotonic start of the running model call
         self._holding: list[Request] = []  # taken from the queue, not yet answered
-        self._failed_probes = 0  # calls in a row failed with the probe failing too
-        self.failing: str | None = None  # why the model fails every call, once it persists
-        self._logged: set[tuple[str, str]] = set()  # failures logged with their traceback
         self._thread = threading.Thread(target=self._serve, name="micro-batcher", daemon=True)
         self._thread.start()
 
@@ -119,6 +111,11 @@ class MicroBatcher:
         SHED.labels("abandoned").inc()
 
     @property
+    def failing(self) -> str | None:
+        """Why the model fails every call, once that persists: the worker is to be replaced."""
+        return self._failures.failing
+
+    @property
     def alive(self) -> bool:
         return self._thread.is_alive()
 
@@ -134,7 +131,7 @@ class MicroBatcher:
             self._waiting.clear()
             self._waiting_rows = 0
         for request in pending:
-            _settle(request.future, error=error)
+            settle(request.future, error=error)
 
     def _serve(self) -> None:
         expected = 1  # requests the previous call served
@@ -147,7 +144,7 @@ class MicroBatcher:
                 # Whatever went wrong, no request is left waiting and the thread carries on.
                 log.exception("the micro-batcher failed a batch of %d requests", len(batch))
                 for request in batch:
-                    _settle(request.future, error=_model_failed())
+                    settle(request.future, error=model_failed())
             # Not on the way out of a dying thread: the supervisor answers what it held.
             self._holding = []
 
@@ -191,10 +188,10 @@ class MicroBatcher:
         try:
             if (failure := self._call(live)) is None:
                 return
-            if self._model_answers_the_probe():
+            if self._failures.model_answers_the_probe():
                 self._isolate(live, failure)
             else:
-                self._model_failing(live, failure)
+                self._failures.model_failing(live, failure)
         finally:
             self._calling_since = None
 
@@ -209,26 +206,14 @@ class MicroBatcher:
                 raise RuntimeError(f"the model gave {count}")
         except Exception as error:
             return error
-        self._failed_probes = 0
+        self._failures.answered()
         BATCH_ROWS.observe(len(features))
         ROWS.inc(len(features))
         start = 0
         for request in batch:
-            _settle(request.future, result=predictions[start : start + len(request.rows)])
+            settle(request.future, result=predictions[start : start + len(request.rows)])
             start += len(request.rows)
         return None
-
-    def _model_answers_the_probe(self) -> bool:
-        """Whether the model still answers the warm-up rows it answered at load: if not,
-        a failed call was the model's failure, not its input's."""
-        if self._probe is None:
-            return True
-        try:
-            self._predict(self._probe)
-        except Exception:
-            return False
-        self._failed_probes = 0
-        return True
 
     def _isolate(self, batch: list[Request], failure: Exception) -> None:
         """Halve a failed call until each failure is one request's (a row the model chokes
@@ -240,67 +225,10 @@ class MicroBatcher:
         while failed:
             part, failure = failed.pop()
             if len(part) == 1 or calls_left < 2:
-                self._fail(part, failure, _model_failed())
+                self._failures.fail(part, failure, model_failed())
                 continue
             middle = len(part) // 2
             for half in (part[:middle], part[middle:]):
                 calls_left -= 1
                 if (error := self._call(half)) is not None:
                     failed.append((half, error))
-
-    def _model_failing(self, batch: list[Request], failure: Exception) -> None:
-        """The model failed on the probe too: every request of the call gets a fast 503
-        (another replica may answer it); once that persists the supervisor replaces the
-        worker, as it does a hung model."""
-        self._failed_probes += 1
-        if self._failed_probes >= FAILED_PROBES_BEFORE_REPLACEMENT:
-            self.failing = f"the model fails on every call, its warm-up rows too: {_what(failure)}"
-        error = RequestError(
-            503, "model_failing", "the model fails on every input just now, not only on "
-            "this request's: try again shortly, or another replica", retry_after=1,
-        )  # fmt: skip
-        self._fail(batch, failure, error)
-
-    def _fail(self, requests: list[Request], failure: Exception, error: RequestError) -> None:
-        """Answer `requests` with `error`: a log line per distinct failure with its
-        traceback, then only the count, so a model failing on every call cannot flood it."""
-        FAILURES.labels(error.code).inc(len(requests))
-        signature = (error.code, _what(failure))
-        if signature in self._logged:
-            log.debug("%s again for %d requests", error.code, len(requests))
-        elif len(self._logged) < MAX_LOGGED_FAILURES:
-            self._logged.add(signature)
-            token = logs.request_id.set(requests[0].request_id)
-            rows = sum(len(request.rows) for request in requests)
-            log.error(
-                "%s: %d requests (%d rows) failed: %s; the same failure is only counted from "
-                "now on (model_failures_total)", error.code, len(requests), rows,
-                _what(failure), exc_info=failure,
-            )  # fmt: skip
-            logs.request_id.reset(token)
-        for request in requests:
-            _settle(request.future, error=error)
-
-
-def _what(failure: Exception) -> str:
-    """The failure's type and message: what tells one failure from another."""
-    return f"{type(failure).__name__}: {str(failure)[:200]}"
-
-
-def _model_failed() -> RequestError:
-    return RequestError(
-        500, "prediction_failed", "the model failed on this request: the log has the details"
-    )
-
-
-def _settle(future: Future, result: object = None, error: Exception | None = None) -> None:
-    """Answer a request unless it is already answered (or was cancelled while queued)."""
-    if future.done():
-        return
-    try:
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-    except InvalidStateError:  # answered or cancelled meanwhile
-        pass
