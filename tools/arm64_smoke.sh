@@ -48,10 +48,14 @@ if ! docker image inspect "$base" >/dev/null 2>&1; then
     tar -C "$root" -cf "$tar" .
     rm -rf "$root"
   fi
-  docker import --platform linux/arm64 \
-    -c 'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin' \
-    -c 'ENV LANG=C.UTF-8' -c 'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' \
-    -c 'CMD ["python3"]' - "$base" < "$tar" > /dev/null
+  # An image of the rootfs made for arm64 (docker import leaves the engine's own architecture).
+  context=$(mktemp -d "$cache/arm64-context.XXXXXX")
+  ln "$tar" "$context/rootfs.tar"
+  printf '%s\n' 'FROM scratch' 'ADD rootfs.tar /' \
+    'ENV PATH=/usr/local/bin:/usr/local/sbin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8' \
+    'ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt' 'CMD ["python3"]' > "$context/Dockerfile"
+  docker build --quiet --platform linux/arm64 --tag "$base" "$context" > /dev/null
+  rm -rf "$context"
   stamp "arm64 base: $(docker run --rm --platform linux/arm64 "$base" sh -c 'uname -m; python --version' | paste -sd' ')"
 fi
 
@@ -78,4 +82,5 @@ docker exec arm64-under-test uname -m > "$out/uname.txt"
 docker stop arm64-under-test > /dev/null
 stamp "stopped, exit code $(docker wait arm64-under-test)"
 docker logs arm64-under-test > "$out/service.log" 2>&1
+docker rm arm64-under-test > /dev/null
 docker image rm arm64-under-test > /dev/null
