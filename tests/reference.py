@@ -57,3 +57,14 @@ def digest(model_dir: Path, only: tuple[str, ...] = ()) -> str:
             check=True,
         )  # fmt: skip
     return result.stdout.split()[0]
+
+
+def model_dir(estimator, sample: Path, into: Path) -> Path:
+    """`into` as a model directory: `estimator` pickled beside the sample's metadata."""
+    import joblib
+
+    joblib.dump(estimator, into / "model.joblib")
+    (into / "metadata.json").write_text((sample / "metadata.json").read_text())
+    for path in (into, *into.iterdir()):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    return into
