@@ -64,7 +64,8 @@ class CuttingProxy:
         tail = b""
         while data := _recv(client):
             window = tail + data
-            if self._cut.search(window):
+            # A match that ends in the tail was counted on the read before: not again.
+            for _ in (m for m in self._cut.finditer(window) if m.end() > len(tail)):
                 with self._lock:
                     self.fetches += 1
                     if self.cuts == 0:
