@@ -21,7 +21,8 @@ SELECTED = pytest.StashKey[list]()
 STAGES = [
     "test_tooling", "test_plan", "test_questionnaire", "test_render", "test_update",
     "test_update_flow", "test_dependency_updates", "test_build", "test_serve",
-    "test_serve_faults", "test_serve_load", "test_push", "test_registry", "test_registry_faults",
+    "test_serve_faults", "test_serve_load", "test_oip", "test_push", "test_registry",
+    "test_registry_faults",
 ]  # fmt: skip
 # Wall seconds per stage, and of the session fixtures' set-ups inside them, for the summary.
 STAGE_SECONDS = pytest.StashKey[dict[str, float]]()

@@ -20,7 +20,7 @@ def probe_rows(random: int) -> list[list[float]]:
 def predict(model_dir: Path, rows: list[list[float]]) -> list:
     metadata = json.loads((model_dir / "metadata.json").read_text())
     artifact = model_dir / metadata["artifact"]
-    features = np.asarray(rows, dtype=metadata["input_schema"]["dtype"])
+    features = np.asarray(rows, dtype=input_dtype(metadata))
     if metadata["framework"] == "scikit-learn":
         import joblib
 
@@ -36,6 +36,17 @@ def predict(model_dir: Path, rows: list[list[float]]) -> list:
         with torch.inference_mode():
             return torch.export.load(str(artifact)).module()(torch.from_numpy(features)).tolist()
     raise ValueError(f"unknown framework {metadata['framework']!r}")
+
+
+# The Open Inference Protocol's datatypes that models here take, as numpy's dtypes.
+DTYPES = {"FP16": "float16", "FP32": "float32", "FP64": "float64", "INT64": "int64"}
+
+
+def input_dtype(metadata: dict) -> str:
+    """The input's dtype, as metadata.json declares it (or in its older input_schema form)."""
+    if "inputs" in metadata:
+        return DTYPES[metadata["inputs"][0]["datatype"]]
+    return metadata["input_schema"]["dtype"]
 
 
 # The command the generated README gives for a model directory's digest (MODEL_SHA256):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import kserve_models
 import reference
 from checks import BIN, check_file, hadolint, renovate_config, ruff, workflows
 from combinations import (
@@ -159,27 +160,56 @@ KUBERNETES = ("1.30.0", "1.37.0")
 
 
 @pytest.fixture(scope="module")
-def manifests(render, tmp_path_factory) -> list[Path]:
-    """kustomize's build of the base and the production overlay of each distinct set."""
+def manifests(render, tmp_path_factory) -> dict[str, list]:
+    """kustomize's build of each overlay of each distinct set: Kubernetes' own kinds (files
+    for kubernetes-validate), and KServe's InferenceServices."""
     into = tmp_path_factory.mktemp("manifests")
-    built = []
+    built: dict = {"kubernetes": [], "kserve": [], "deployed": {}}
     for c in MANIFESTS:
-        for kustomization in ("base", "overlays/production"):
+        for kustomization in ("base", "overlays/production", "overlays/kserve"):
             path = render(c) / "k8s" / kustomization
             done = subprocess.run(
                 [BIN / "kubectl", "kustomize", path], capture_output=True, text=True
             )
             assert done.returncode == 0, f"{c.id} k8s/{kustomization}: {done.stderr}"
-            built.append(into / f"{c.id}-{kustomization.replace('/', '-')}.yaml")
-            built[-1].write_text(done.stdout)
+            documents = list(yaml.safe_load_all(done.stdout))
+            ours = [d for d in documents if not d["apiVersion"].startswith("serving.kserve.io/")]
+            built["kserve"] += [(c, d) for d in documents if d not in ours]
+            if kustomization == "base":
+                (deployment,) = [d for d in documents if d["kind"] == "Deployment"]
+                built["deployed"][c] = deployment["spec"]["template"]["spec"]["containers"][0]
+            built["kubernetes"].append(into / f"{c.id}-{kustomization.replace('/', '-')}.yaml")
+            built["kubernetes"][-1].write_text(yaml.safe_dump_all(ours))
     return built
 
 
 @pytest.mark.parametrize("version", KUBERNETES)
 def test_the_manifests_are_valid_for_the_oldest_and_newest_kubernetes(manifests, version):
-    command = [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, *manifests]
+    files = manifests["kubernetes"]
+    command = [BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, *files]
     done = subprocess.run(command, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_kserve_overlay_is_an_inference_service_as_kserves_sdk_models_it(manifests):
+    services = manifests["kserve"]
+    assert len(services) == len(MANIFESTS)  # one per set, where KServe's storage initializer
+    for c, service in services:  # fetches the model, the service's cache is gone
+        assert kserve_models.problems(service) == [], c.id
+        predictor = service["spec"]["predictor"]
+        (container,) = predictor["containers"]
+        assert container["name"] == "kserve-container"
+        # The base's port, probes, limits and hardening.
+        same = ("ports", "startupProbe", "readinessProbe", "livenessProbe", "resources")
+        for key in (*same, "securityContext", "lifecycle", "image", "envFrom"):
+            assert container[key] == manifests["deployed"][c][key], (c.id, key)
+        env = {item["name"]: item.get("value") for item in container["env"]}
+        assert env["PROTOCOL"] == "v2"
+        mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+        if c.model_source == "registry" and c.model_registry != "mlflow":
+            assert (env["MODEL_DIR"], env["MODEL_URI"]) == ("/mnt/models", "")
+            assert "/var/cache/model" not in mounts and env["STORAGE_URI"]
+        assert predictor["securityContext"]["runAsNonRoot"] is True
 
 
 def test_the_readme_and_questionnaire_name_the_oldest_kubernetes_checked(render):

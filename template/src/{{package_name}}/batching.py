@@ -52,7 +52,7 @@ class MicroBatcher:
 
     def __init__(
         self,
-        predict: Callable[[np.ndarray], list],
+        predict: Callable[[np.ndarray], np.ndarray],
         max_rows: int,
         max_wait: float,
         max_queued_rows: int = 1 << 30,
@@ -150,7 +150,9 @@ class MicroBatcher:
 
     def _next_batch(self, expected: int) -> list[Request]:
         """Wait for a request, then (up to `max_wait`) for `expected` of them, and take the
-        waiting requests that fit in `max_rows`; a larger one comes next, alone."""
+        waiting requests that fit in `max_rows`; a larger one comes next, alone. Rows of
+        one call share a shape: a request whose rows differ past the batch dimension (a
+        longer sequence) starts the next call."""
         with self._arrived:
             while not self._waiting:  # again if every waiting request was withdrawn meanwhile
                 self._wake_at = 1
@@ -164,8 +166,12 @@ class MicroBatcher:
                         break
             self._wake_at = sys.maxsize  # while the model runs, arrivals just wait in line
             batch = [self._waiting.popleft()]
-            rows = len(batch[0].rows)
-            while self._waiting and rows + len(self._waiting[0].rows) <= self._max_rows:
+            rows, shape = len(batch[0].rows), batch[0].rows.shape[1:]
+            while (
+                self._waiting
+                and rows + len(self._waiting[0].rows) <= self._max_rows
+                and self._waiting[0].rows.shape[1:] == shape
+            ):
                 batch.append(self._waiting.popleft())
                 rows += len(batch[-1].rows)
             self._waiting_rows -= rows

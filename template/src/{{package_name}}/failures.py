@@ -38,7 +38,9 @@ class Failures:
     """Tells a failed call's cause and answers its requests; `failing` says why the model
     fails every call, once that persists."""
 
-    def __init__(self, predict: Callable[[np.ndarray], list], probe: np.ndarray | None) -> None:
+    def __init__(
+        self, predict: Callable[[np.ndarray], np.ndarray], probe: np.ndarray | None
+    ) -> None:
         self._predict = predict
         self._probe = probe  # rows the model answered at load, to tell its failures apart
         self._failed_probes = 0  # calls in a row failed with the probe failing too

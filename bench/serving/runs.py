@@ -1,0 +1,186 @@
+"""The runs: wrk's closed loop on one server, its settings swept, and the overload run with
+kubelet-like probes; py-spy where asked."""
+
+import json
+import os
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+from .config import BENCH, GENERATED, VENVS, WORK, log
+from .processes import RssSampler, cpu_probe_ms, tree_rss_bytes
+from .servers import CANDIDATES, SPECS, Bench, http, serving, short
+
+
+def wrk(args, url: str, seconds: int, body: str | None, label: str, **options) -> dict:
+    """One closed-loop wrk run; the summary comes from wrk.lua's done().
+
+    `connections` overrides the run's connection count; `count_status` has wrk.lua count
+    the responses by status code (summary["statuses"]).
+    """
+    connections = options.get("connections", args.connections)
+    command = ["wrk", "-t", str(args.wrk_threads), "-c", str(connections),
+               "-d", f"{seconds}s", "--timeout", "10s", "--latency",
+               "-s", str(BENCH / "wrk.lua"), url]  # fmt: skip
+    env = {**os.environ, "BENCH_BODY": body or ""}
+    if options.get("count_status"):
+        env["BENCH_COUNT_STATUS"] = "1"
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=seconds + 60)
+    (WORK / "results" / f"{label}.txt").write_text(done.stdout + done.stderr)
+    line = next((x for x in done.stdout.splitlines() if x.startswith("BENCH_SUMMARY ")), None)
+    if done.returncode or line is None:
+        raise RuntimeError(f"wrk failed ({done.returncode}): {done.stderr[-500:]}")
+    summary = json.loads(line.split(" ", 1)[1])
+    # Answers that are errors are not throughput: rps counts the 2xx ones.
+    summary["rps"] = (summary["requests"] - summary["non2xx"]) / (summary["duration_us"] / 1e6)
+    summary["socket_errors"] = sum(summary[k] for k in ("connect", "read", "write", "timeout"))
+    statuses: dict[int, int] = {}
+    for counts in summary["statuses"]:
+        for status, n in counts.items():
+            statuses[int(status)] = statuses.get(int(status), 0) + n
+    summary["statuses"] = statuses
+    return summary
+
+
+class Prober(threading.Thread):
+    """Kubelet-like probes during a run: one GET of each URL every 0.2 s, 10 s timeout.
+
+    `seconds[url]` holds each probe's time in order, None for an answer other than 200.
+    """
+
+    def __init__(self, urls: list[str]) -> None:
+        super().__init__(daemon=True)
+        self.seconds: dict[str, list[float | None]] = {url: [] for url in urls}
+        self._finished = threading.Event()
+
+    def run(self) -> None:
+        while not self._finished.wait(0.2):
+            for url, seconds in self.seconds.items():
+                started = time.monotonic()
+                try:
+                    ok = http(url, timeout=10)[0] == 200
+                except OSError:
+                    ok = False
+                seconds.append(time.monotonic() - started if ok else None)
+
+    def finish(self) -> None:
+        self._finished.set()
+        self.join()
+
+
+class Profiler:
+    """py-spy sampling a server's whole process tree during a run (--profile).
+
+    --gil: only the thread holding the GIL is sampled, so waiting threads (gunicorn's
+    arbiter, the supervisor, idle pool threads) do not count and the shares add up to where
+    the interpreter's time goes. Native code that releases the GIL is not seen.
+    """
+
+    def __init__(self, server, name: str, seconds: int) -> None:
+        self.output = WORK / f"profile-{name}.txt"
+        command = [VENVS["anchors"] / "bin" / "py-spy", "record", "--pid", str(server.root_pid()),
+                   "--subprocesses", "--gil", "--rate", "200", "--format", "raw", "--nonblocking",
+                   "--duration", str(seconds), "--output", self.output]  # fmt: skip
+        self.proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def finish(self) -> None:
+        self.proc.wait(60)
+
+
+@dataclass
+class Result:
+    name: str
+    settings: dict = field(default_factory=dict)
+    error: str = ""
+    ready_s: float = 0.0
+    predict: dict = field(default_factory=dict)
+    health: dict = field(default_factory=dict)
+    rss_peak: int = 0
+    load: tuple = ()
+    probe_ms: float = 0.0
+
+
+def measure(bench: Bench, name: str, settings: dict[str, str], sweep: bool = False) -> Result:
+    """Throughput: 1-row POSTs on `connections` connections, then GETs of the health path.
+
+    A sweep run (choosing an anchor's best settings) is shorter and skips the health run.
+    """
+    args, spec = bench.args, SPECS[name]
+    base = f"http://127.0.0.1:{args.port}"
+    result = Result(name, settings, probe_ms=cpu_probe_ms())
+    load_before = os.getloadavg()[0]
+    label = f"{name}-{args.workers}w" + (f"-{short(settings)}".replace(" ", "_") if sweep else "")
+    try:
+        with serving(bench, name, settings) as (server, result.ready_s):
+            wrk(args, base + spec.predict_path, args.warmup, spec.row_body, f"{label}-warmup")
+            seconds = args.sweep_duration if sweep else args.duration
+            profiler = None
+            if args.profile and name in GENERATED and not sweep:
+                profiler = Profiler(server, f"{name}-{args.workers}w", seconds - 1)
+            log(f"{name}: POST {spec.predict_path} for {seconds} s")
+            with RssSampler(server) as rss:
+                result.predict = wrk(args, base + spec.predict_path, seconds, spec.row_body, label)
+            result.rss_peak = rss.peak
+            if profiler:
+                profiler.finish()
+            if not sweep:
+                log(f"{name}: GET {spec.health_path} for {seconds} s")
+                url = base + spec.health_path
+                result.health = wrk(args, url, seconds, None, f"{label}-health")
+    except Exception as error:  # noqa: BLE001 -- reported in the table, the run goes on
+        result.error = str(error).splitlines()[0][:200]
+        log(f"{name}: FAILED: {error}")
+    finally:
+        result.load = (load_before, os.getloadavg()[0])
+    return result
+
+
+def best_settings(bench: Bench, name: str) -> tuple[dict[str, str], list[Result]]:
+    """Each candidate setting for a short run; the one with the highest rps wins."""
+    tried = [measure(bench, name, settings, sweep=True) for settings in CANDIDATES[name]]
+    finished = [r for r in tried if not r.error]
+    if not finished:
+        return CANDIDATES[name][0], tried
+    return max(finished, key=lambda r: r.predict["rps"]).settings, tried
+
+
+@dataclass
+class Overload:
+    name: str
+    error: str = ""
+    run: dict = field(default_factory=dict)
+    rss_idle: int = 0
+    rss_peak: int = 0
+    readiness: list = field(default_factory=list)  # seconds of each probe, None: not 200
+    liveness: list = field(default_factory=list)
+
+
+def overload(bench: Bench, name: str, settings: dict[str, str]) -> Overload:
+    """Ten times the load: 8-row POSTs on many connections, with probes and RSS watched."""
+    args, spec = bench.args, SPECS[name]
+    base = f"http://127.0.0.1:{args.port}"
+    result = Overload(name)
+    try:
+        with serving(bench, name, settings) as (server, _):
+            result.rss_idle = tree_rss_bytes(server.root_pid())
+            ready_url, health_url = base + spec.ready_path, base + spec.health_path
+            prober = Prober(sorted({ready_url, health_url}))
+            prober.start()
+            log(f"{name}: overload, {args.overload_connections} connections, 8-row POSTs")
+            try:
+                with RssSampler(server) as rss:
+                    result.run = wrk(
+                        args, base + spec.predict_path, args.overload_duration, spec.overload_body,
+                        f"{name}-{args.workers}w-overload",
+                        connections=args.overload_connections, count_status=True,
+                    )  # fmt: skip
+            finally:
+                prober.finish()
+            result.rss_peak = rss.peak
+            result.readiness = prober.seconds[ready_url]
+            result.liveness = prober.seconds[health_url]
+    except Exception as error:  # noqa: BLE001 -- reported in the table, the run goes on
+        result.error = str(error).splitlines()[0][:200]
+        log(f"{name}: overload FAILED: {error}")
+    return result

@@ -1,0 +1,120 @@
+"""The targets of the issues that asked for this benchmark, each a line: met or NOT MET."""
+
+import sys
+
+from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS, OVERLOAD_RSS_MIB, REPO
+from .report import fastest, ms, probes_of, shares
+from .runs import Overload, Result
+
+sys.path.insert(0, str(REPO / "tests"))  # the kubelet's probe rules, shared with the serve stage
+from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row  # noqa: E402
+
+
+def targets(results: list[Result], anchor_runs: list[Result], loads: list[Overload], args) -> int:
+    ok = {r.name: r for r in results if not r.error}
+    verdicts = []
+
+    def target(text: str, met: bool) -> None:
+        verdicts.append(met)
+        print(f"{'met    ' if met else 'NOT MET'}  {text}")
+
+    print()
+    for label, names, factor, p99_factor in (("as shipped", AS_SHIPPED, 8, 1 / 3),
+                                             ("at their best", AT_BEST, 2, 1)):  # fmt: skip
+        best = fastest(anchor_runs, names)
+        if best is None:
+            continue
+        b = best.predict
+        if "fastapi" in ok:
+            f = ok["fastapi"].predict
+            target(
+                f"fastapi rps >= {factor}x the anchors {label} ({best.name} {b['rps']:.0f}): "
+                f"{f['rps']:.0f} = {f['rps'] / b['rps']:.2f}x",
+                f["rps"] >= factor * b["rps"],
+            )
+            target(
+                f"fastapi p99 <= {p99_factor:.2g}x {best.name}'s ({ms(b['p99_us'])} ms): "
+                f"{ms(f['p99_us'])} ms = {f['p99_us'] / b['p99_us']:.2f}x",
+                f["p99_us"] <= p99_factor * b["p99_us"],
+            )
+        if "flask" in ok and names == AS_SHIPPED:
+            f, anchors = ok["flask"].predict, [ok[n] for n in names if n in ok]
+            target(
+                f"flask rps >= 2.5x {best.name} ({b['rps']:.0f}): {f['rps']:.0f} = "
+                f"{f['rps'] / b['rps']:.2f}x",
+                f["rps"] >= 2.5 * b["rps"],
+            )
+            both = ", ".join(f"{a.name} {ms(a.predict['p99_us'])} ms" for a in anchors)
+            target(
+                f"flask p99 below the shipped anchors' ({both}): {ms(f['p99_us'])} ms",
+                all(f["p99_us"] < a.predict["p99_us"] for a in anchors),
+            )
+        if "flask" in ok and names == AT_BEST and args.workers == 1:
+            f = ok["flask"].predict
+            target(
+                f"flask rps above every anchor at its best ({best.name} {b['rps']:.0f}): "
+                f"{f['rps']:.0f} = {f['rps'] / b['rps']:.2f}x",
+                f["rps"] > b["rps"],
+            )
+    # The protocol's infer endpoint: as fast as /predict, and above every peer at its best.
+    peer = fastest(anchor_runs, OIP_PEERS)
+    for framework in ("fastapi", "flask"):
+        infer, plain = ok.get(f"{framework}-oip"), ok.get(framework)
+        if infer is None:
+            continue
+        o = infer.predict
+        if plain is not None:
+            p = plain.predict
+            target(
+                f"{framework} infer rps within 10% of /predict's ({p['rps']:.0f}): "
+                f"{o['rps']:.0f} = {o['rps'] / p['rps']:.2f}x",
+                o["rps"] >= 0.9 * p["rps"],
+            )
+            target(
+                f"{framework} infer p99 within 10% of /predict's ({ms(p['p99_us'])} ms): "
+                f"{ms(o['p99_us'])} ms = {o['p99_us'] / p['p99_us']:.2f}x",
+                o["p99_us"] <= 1.1 * p["p99_us"],
+            )
+        if peer is not None:
+            b = peer.predict
+            target(
+                f"{framework} infer rps above every protocol server at its best ({peer.name} "
+                f"{b['rps']:.0f}): {o['rps']:.0f} = {o['rps'] / b['rps']:.2f}x",
+                o["rps"] > b["rps"],
+            )
+    generated = [ok[n] for n in GENERATED if n in ok]
+    if generated:
+        counts = ", ".join(
+            f"{r.name} {r.predict['non2xx']} non-2xx + {r.predict['socket_errors']} socket errors"
+            for r in generated
+        )
+        target(
+            f"zero non-2xx (generated services): {counts}",
+            all(r.predict["non2xx"] + r.predict["socket_errors"] == 0 for r in generated),
+        )
+    for r in loads:
+        if r.name not in GENERATED or r.error:
+            continue
+        answered, _, other, _ = shares(r.run)
+        target(
+            f"{r.name} overload: no 5xx but deliberate 503s, no socket errors: {other} other "
+            f"5xx, {r.run['socket_errors']} socket errors",
+            other == 0 and r.run["socket_errors"] == 0,
+        )
+        growth, bound = (r.rss_peak - r.rss_idle) / 2**20, OVERLOAD_RSS_MIB * args.workers
+        target(f"{r.name} overload: RSS grows <= {bound} MiB: {growth:.0f} MiB", growth <= bound)
+        worst = max((s for s in probes_of(r) if s is not None), default=0.0)
+        runs = {probe: (failed_in_a_row(seconds, timeout), threshold)
+                for probe, seconds, (timeout, threshold) in (
+                    ("readiness", r.readiness, READINESS_PROBE),
+                    ("liveness", r.liveness, LIVENESS_PROBE))}  # fmt: skip
+        seen = "; ".join(f"{probe}: at most {run} failed in a row, {threshold} would act"
+                         for probe, (run, threshold) in runs.items())  # fmt: skip
+        target(
+            f"{r.name} overload: the kubelet keeps the pod ready and alive ({seen}; "
+            f"slowest probe {worst:.2f} s)",
+            all(run < threshold for run, threshold in runs.values()),
+        )
+    if len(ok) < len(results) or any(r.error for r in loads):
+        return 2
+    return 0 if all(verdicts) else 1
