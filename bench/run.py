@@ -24,8 +24,14 @@ from serving.prepare import (
     render_and_build,
     versions,
 )
-from serving.report import overload_table, profile_summary, sweep_table, throughput_table
-from serving.runs import best_settings, measure, overload
+from serving.report import (
+    overload_table,
+    pairs_table,
+    profile_summary,
+    sweep_table,
+    throughput_table,
+)
+from serving.runs import best_settings, endpoint_pairs, measure, overload
 from serving.servers import CANDIDATES, Bench
 from serving.targets import targets
 
@@ -41,6 +47,9 @@ def main() -> int:
     parser.add_argument("--overload-connections", type=int, default=256)
     parser.add_argument("--overload-duration", type=int, default=10)
     parser.add_argument("--no-overload", action="store_true", help="skip the overload runs")
+    parser.add_argument("--pairs", type=int, default=5,
+                        help="/predict-then-infer pairs of runs on one container")  # fmt: skip
+    parser.add_argument("--pair-duration", type=int, default=5, help="seconds per paired run")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the generated services during their predict runs")  # fmt: skip
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -77,6 +86,9 @@ def main() -> int:
     sweeps = {name: best_settings(bench, name) for name in args.servers if name in CANDIDATES}
     results = [measure(bench, name, sweeps[name][0] if name in sweeps else {})
                for name in args.servers]  # fmt: skip
+    # The two endpoints compared in turns where both are measured.
+    pairs = [endpoint_pairs(bench, framework) for framework in ("fastapi", "flask")
+             if {framework, f"{framework}-oip"} <= set(args.servers) and args.pairs]  # fmt: skip
     loads = []
     if not args.no_overload:
         loads = [overload(bench, r.name, r.settings) for r in results]
@@ -87,13 +99,15 @@ def main() -> int:
     throughput_table(results, anchor_runs, args, info)
     if sweeps:
         sweep_table({name: tried for name, (_, tried) in sweeps.items()}, args)
+    if pairs:
+        pairs_table(pairs, args)
     if loads:
         overload_table(loads, args)
     if args.profile:
         for name in GENERATED:
             if name in args.servers:
                 profile_summary(name, WORK / f"profile-{name}-{args.workers}w.txt")
-    return targets(results, anchor_runs, loads, args)
+    return targets(results, anchor_runs, pairs, loads, args)
 
 
 if __name__ == "__main__":

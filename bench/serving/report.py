@@ -1,10 +1,11 @@
 """The report: the throughput, sweep and overload tables, and py-spy's profile summary."""
 
 import os
+import statistics
 from pathlib import Path
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS
-from .runs import Overload, Result
+from .runs import Overload, Pairs, Result
 from .servers import CANDIDATES, SPECS, short
 
 
@@ -79,6 +80,50 @@ def throughput_table(results: list[Result], anchor_runs: list[Result], args, inf
                 f"note: {r.name} healthz run: {r.health['non2xx']} non-2xx, "
                 f"{r.health['socket_errors']} socket errors"
             )
+
+
+def pairs_table(results: list[Pairs], args) -> None:
+    print(f"\nEndpoints in turns: one container per framework, /predict then infer, "
+          f"{args.pairs} pairs of {args.pair_duration} s runs, same load\n")  # fmt: skip
+    header = ["framework", "pair", "/predict rps", "infer rps", "rps ratio", "/predict p99 ms",
+              "infer p99 ms", "p99 ratio"]  # fmt: skip
+    rows = []
+    for r in results:
+        if r.error:
+            rows.append([r.framework, "failed"])
+            continue
+        for i, (plain, infer) in enumerate(r.runs):
+            rps, p99 = infer["rps"] / plain["rps"], infer["p99_us"] / plain["p99_us"]
+            rows.append(
+                [
+                    r.framework,
+                    str(i + 1),
+                    f"{plain['rps']:.0f}",
+                    f"{infer['rps']:.0f}",
+                    f"{rps:.2f}x",
+                    ms(plain["p99_us"]),
+                    ms(infer["p99_us"]),
+                    f"{p99:.2f}",
+                ]
+            )
+        rows.append(
+            [
+                r.framework,
+                "median",
+                "",
+                "",
+                f"{median_ratio(r, 'rps'):.2f}x",
+                "",
+                "",
+                f"{median_ratio(r, 'p99_us'):.2f}",
+            ]
+        )
+    table(header, rows)
+
+
+def median_ratio(pairs: Pairs, measure: str) -> float:
+    """Infer's over /predict's, the median of the pairs'."""
+    return statistics.median(pairs.ratios(measure))
 
 
 def sweep_table(sweeps: dict[str, list[Result]], args) -> None:

@@ -136,6 +136,41 @@ def measure(bench: Bench, name: str, settings: dict[str, str], sweep: bool = Fal
     return result
 
 
+@dataclass
+class Pairs:
+    """One container's two endpoints loaded in turns: (predict run, infer run) per pair."""
+
+    framework: str
+    error: str = ""
+    runs: list = field(default_factory=list)
+
+    def ratios(self, measure: str) -> list[float]:
+        return [infer[measure] / plain[measure] for plain, infer in self.runs]
+
+
+def endpoint_pairs(bench: Bench, framework: str) -> Pairs:
+    """/predict and infer in turns on one container, `pairs` times: this VM's speed drifts
+    by 30% from minute to minute, so runs minutes apart compare the minutes as much as
+    the endpoints; back to back, on the same warm worker, each pair sees the same machine."""
+    args = bench.args
+    base = f"http://127.0.0.1:{args.port}"
+    result = Pairs(framework)
+    try:
+        with serving(bench, framework, {}):
+            log(f"{framework}: /predict and infer in turns, {args.pairs} x {args.pair_duration} s")
+            for i in range(args.pairs):
+                pair = []
+                for spec in (SPECS[framework], SPECS[f"{framework}-oip"]):
+                    url, label = base + spec.predict_path, f"{spec.name}-{args.workers}w-pair{i}"
+                    wrk(args, url, 1, spec.row_body, f"{label}-warmup")
+                    pair.append(wrk(args, url, args.pair_duration, spec.row_body, label))
+                result.runs.append(tuple(pair))
+    except Exception as error:  # noqa: BLE001 -- reported under the tables, the run goes on
+        result.error = str(error).splitlines()[0][:200]
+        log(f"{framework}: pairs FAILED: {error}")
+    return result
+
+
 def best_settings(bench: Bench, name: str) -> tuple[dict[str, str], list[Result]]:
     """Each candidate setting for a short run; the one with the highest rps wins."""
     tried = [measure(bench, name, settings, sweep=True) for settings in CANDIDATES[name]]

@@ -154,16 +154,21 @@ class MicroBatcher:
         one call share a shape: a request whose rows differ past the batch dimension (a
         longer sequence) starts the next call."""
         with self._arrived:
-            while not self._waiting:  # again if every waiting request was withdrawn meanwhile
+            while True:
                 self._wake_at = 1
                 while not self._waiting:
                     self._arrived.wait()
+                # Under load a request is often waiting already when a call ends: it still
+                # waits for company, or calls shrink to what had queued (in the benchmark,
+                # 24 rows a call instead of 32, and a quarter of the throughput lost).
                 self._wake_at = expected
                 deadline = time.monotonic() + self._max_wait
                 while not self._enough_waiting(expected):
                     remaining = deadline - time.monotonic()
                     if remaining <= 0 or not self._arrived.wait(remaining):
                         break
+                if self._waiting:  # else every waiting request was withdrawn meanwhile
+                    break
             self._wake_at = sys.maxsize  # while the model runs, arrivals just wait in line
             batch = [self._waiting.popleft()]
             rows, shape = len(batch[0].rows), batch[0].rows.shape[1:]

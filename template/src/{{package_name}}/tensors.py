@@ -27,6 +27,13 @@ class Tensor:
     def dtype(self) -> np.dtype:
         return np.dtype(DTYPES[self.datatype])
 
+    def takes(self, shape: tuple[int, ...] | list[int]) -> bool:
+        """Whether a tensor of `shape` fits this one: the same rank, and each size past the
+        batch dimension equal where this one's is fixed."""
+        return len(shape) == len(self.shape) and all(
+            want in (-1, got) for want, got in zip(self.shape[1:], shape[1:], strict=True)
+        )
+
     def describe(self) -> str:
         return f"{self.name!r} ({self.datatype} {list(self.shape)})"
 
@@ -36,6 +43,8 @@ class Tensor:
 
 def datatype_of(dtype: np.dtype) -> str:
     """The protocol's name for a numpy dtype; strings of any kind are BYTES."""
+    if (datatype := DATATYPES.get(dtype)) is not None:  # the common case, on every answer
+        return datatype
     if dtype.kind in "OUS":
         return "BYTES"
     try:
@@ -73,10 +82,7 @@ def model_output(metadata: dict, warm_up: np.ndarray) -> Tensor:
     if not isinstance(declared, list) or len(declared) != 1:
         raise ValueError("metadata.json must declare one output: the model gives one tensor")
     tensor = _tensor(declared[0], "outputs[0]")
-    fits = len(tensor.shape) == len(given.shape) and all(
-        want in (-1, got) for want, got in zip(tensor.shape[1:], given.shape[1:], strict=True)
-    )
-    if tensor.datatype != given.datatype or not fits or tensor.shape[0] != -1:
+    if tensor.datatype != given.datatype or not tensor.takes(given.shape) or tensor.shape[0] != -1:
         raise ValueError(
             f"metadata.json declares the output {tensor.describe()}, but the model gives "
             f"{given.datatype} of shape {list(given.shape)}: correct the declaration"
