@@ -1,7 +1,6 @@
 """The report: the throughput, sweep and overload tables, and py-spy's profile summary."""
 
 import os
-import statistics
 from pathlib import Path
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS
@@ -92,38 +91,14 @@ def pairs_table(results: list[Pairs], args) -> None:
         if r.error:
             rows.append([r.framework, "failed"])
             continue
-        for i, (plain, infer) in enumerate(r.runs):
-            rps, p99 = infer["rps"] / plain["rps"], infer["p99_us"] / plain["p99_us"]
-            rows.append(
-                [
-                    r.framework,
-                    str(i + 1),
-                    f"{plain['rps']:.0f}",
-                    f"{infer['rps']:.0f}",
-                    f"{rps:.2f}x",
-                    ms(plain["p99_us"]),
-                    ms(infer["p99_us"]),
-                    f"{p99:.2f}",
-                ]
-            )
-        rows.append(
-            [
-                r.framework,
-                "median",
-                "",
-                "",
-                f"{median_ratio(r, 'rps'):.2f}x",
-                "",
-                "",
-                f"{median_ratio(r, 'p99_us'):.2f}",
-            ]
-        )
+        ratios = zip(r.runs, r.ratios("rps"), r.ratios("p99_us"), strict=True)
+        for i, ((plain, infer), rps, p99) in enumerate(ratios):
+            rows.append([r.framework, str(i + 1), f"{plain['rps']:.0f}", f"{infer['rps']:.0f}",
+                         f"{rps:.2f}x", ms(plain["p99_us"]), ms(infer["p99_us"]),
+                         f"{p99:.2f}"])  # fmt: skip
+        rows.append([r.framework, "median", "", "", f"{r.median('rps'):.2f}x", "", "",
+                     f"{r.median('p99_us'):.2f}"])  # fmt: skip
     table(header, rows)
-
-
-def median_ratio(pairs: Pairs, measure: str) -> float:
-    """Infer's over /predict's, the median of the pairs'."""
-    return statistics.median(pairs.ratios(measure))
 
 
 def sweep_table(sweeps: dict[str, list[Result]], args) -> None:

@@ -3,6 +3,7 @@ kubelet-like probes; py-spy where asked."""
 
 import json
 import os
+import statistics
 import subprocess
 import threading
 import time
@@ -145,7 +146,11 @@ class Pairs:
     runs: list = field(default_factory=list)
 
     def ratios(self, measure: str) -> list[float]:
+        """Infer's over /predict's, pair by pair."""
         return [infer[measure] / plain[measure] for plain, infer in self.runs]
+
+    def median(self, measure: str) -> float:
+        return statistics.median(self.ratios(measure))
 
 
 def endpoint_pairs(bench: Bench, framework: str) -> Pairs:

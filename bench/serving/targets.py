@@ -3,7 +3,7 @@
 import sys
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS, OVERLOAD_RSS_MIB, REPO
-from .report import fastest, median_ratio, ms, probes_of, shares
+from .report import fastest, ms, probes_of, shares
 from .runs import Overload, Pairs, Result
 
 sys.path.insert(0, str(REPO / "tests"))  # the kubelet's probe rules, shared with the serve stage
@@ -67,7 +67,7 @@ def targets(
     for r in pairs:
         if r.error:
             continue
-        rps, p99 = median_ratio(r, "rps"), median_ratio(r, "p99_us")
+        rps, p99 = r.median("rps"), r.median("p99_us")
         within = f"{r.framework} infer {{}} within 10% of /predict's, in turns (median of pairs)"
         target(f"{within.format('rps')}: {rps:.2f}x", rps >= 0.9)
         target(f"{within.format('p99')}: {p99:.2f}x", p99 <= 1.1)
