@@ -2,7 +2,7 @@
 """Serving benchmark: the generated FastAPI and Flask images, on /predict and on the Open
 Inference Protocol's infer, against MLflow, BentoML, LitServe, MLServer and Triton.
 
-    python bench/run.py [--workers 1] [--duration 15] [--connections 32] [--servers ...]
+    python bench/run.py [--ml sklearn] [--workers 1] [--duration 15] [--servers ...]
 
 Sets up the venvs, renders and builds both generated images, saves the render's sample
 model for each server, then serves each in turn on 127.0.0.1 and loads it with wrk (the
@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 
-from serving.config import ALL_SERVERS, GENERATED, OIP_PEERS, WORK
+from serving.config import ALL_SERVERS, GENERATED, ML_FRAMEWORKS, OIP_PEERS, SERVERS_FOR, WORK
 from serving.prepare import (
     ensure_tools,
     ensure_venv,
@@ -38,6 +38,8 @@ from serving.targets import targets
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--ml", choices=ML_FRAMEWORKS, default="sklearn",
+                        help="the sample served: the render's for this ML framework")  # fmt: skip
     parser.add_argument("--workers", type=int, default=1, help="server workers, all servers")
     parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of unrecorded load first")
@@ -54,7 +56,8 @@ def main() -> int:
                         help="py-spy the generated services during their predict runs")  # fmt: skip
     parser.add_argument("--wrk-threads", type=int, default=2)
     parser.add_argument("--port", type=int, default=18080, help="loopback port for each server")
-    parser.add_argument("--servers", nargs="+", choices=ALL_SERVERS, default=ALL_SERVERS)
+    parser.add_argument("--servers", nargs="+", choices=ALL_SERVERS,
+                        help="default: all that serve the --ml sample")  # fmt: skip
     parser.add_argument(
         "--env",
         action="append",
@@ -63,24 +66,32 @@ def main() -> int:
         help="extra setting for the generated containers (e.g. LOG_LEVEL=warning)",
     )
     args = parser.parse_args()
+    args.servers = args.servers or SERVERS_FOR[args.ml]
+    if others := set(args.servers) - set(SERVERS_FOR[args.ml]):
+        parser.error(f"{', '.join(sorted(others))} serve(s) no {args.ml} sample here")
 
     (WORK / "results").mkdir(parents=True, exist_ok=True)
     ensure_tools()
     pythons = {"anchors": ensure_venv("anchors")}
-    pythons.update({name: ensure_venv(name) for name in OIP_PEERS if name in args.servers})
+    peers = {name for name in OIP_PEERS if name in args.servers}
+    if args.ml != "sklearn":
+        peers.add("mlserver")  # its venv has the boosters' libraries, for their reference answers
+    pythons.update({name: ensure_venv(name) for name in sorted(peers)})
     images, model = {}, None
     frameworks = {s.removesuffix("-oip") for s in args.servers if s in GENERATED}
     for framework in sorted(frameworks) or ["fastapi"]:
-        target, image = render_and_build(framework)
+        target, image = render_and_build(framework, args.ml)
         if framework in frameworks:
             images[framework] = image
-        model = model or target / "model" / "model.joblib"
-        other = target / "model" / "model.joblib"
+        metadata = json.loads((target / "model" / "metadata.json").read_text())
+        model = model or target / "model" / metadata["artifact"]
+        other = target / "model" / metadata["artifact"]
         if other.read_bytes() != model.read_bytes():
             raise SystemExit(f"{other} differs from {model}: the renders disagree")
-    mlflow_dir = mlflow_model(model)
+    mlflow_dir = mlflow_model(model) if "mlflow" in args.servers else None
     example = json.loads((model.parent / "example-request.json").read_text())["instances"]
-    bench = Bench(args, images, model, mlflow_dir, example, reference_predictions(model, example))
+    expected = reference_predictions(args.ml, model, example)
+    bench = Bench(args, images, model, metadata["name"], mlflow_dir, example, expected)
     info = versions(pythons)
 
     sweeps = {name: best_settings(bench, name) for name in args.servers if name in CANDIDATES}

@@ -18,6 +18,13 @@ def choices(question: str) -> list:
     return [value["value"] if isinstance(value, dict) else value for value in values]
 
 
+@cache
+def cpu_only() -> set:
+    """The ML frameworks copier.yml refuses with gpu=true: those whose choice has a validator."""
+    spec = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())["ml_framework"]["choices"]
+    return {value["value"] for value in spec.values() if isinstance(value, dict)}
+
+
 # What `copier copy --defaults` answers; the stages that serve one render serve this one.
 DEFAULT_PYTHON = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())["python_version"][
     "default"
@@ -59,7 +66,7 @@ class Combination:
 def all_combinations() -> list[Combination]:
     """The full matrix; questions that do not apply (`when:`) do not multiply it."""
     ml_and_gpu = [(ml, False) for ml in choices("ml_framework")]
-    ml_and_gpu += [(ml, True) for ml in choices("ml_framework") if ml != "sklearn"]
+    ml_and_gpu += [(ml, True) for ml in choices("ml_framework") if ml not in cpu_only()]
     sources = [("embedded", None)] + [("registry", r) for r in choices("model_registry")]
     return [
         Combination(python, web, ml, gpu, source, registry, container)
@@ -83,4 +90,7 @@ PER_ML_BUILD = [
     Combination("3.13", "fastapi", "onnxruntime", True, "registry", "mlflow", "gar"),
     Combination("3.11", "flask", "pytorch", False, "registry", "gcs", "dockerhub"),
     Combination("3.14", "fastapi", "pytorch", True, "registry", "https", "acr"),
+    Combination("3.13", "flask", "xgboost", False, "registry", "https", "other"),
+    Combination("3.11", "fastapi", "xgboost", True, "embedded", None, "ghcr"),
+    Combination("3.12", "flask", "lightgbm", False, "registry", "gcs", "acr"),
 ]

@@ -72,7 +72,9 @@ SMOKED = [
 
 
 # What an ML build's layer costs a cold shard, roughly: the GPU builds download gigabytes.
-ML_BUILD_WEIGHT = {("pytorch", True): 6, ("onnxruntime", True): 4, ("pytorch", False): 2}
+ML_BUILD_WEIGHT = {
+    ("pytorch", True): 6, ("onnxruntime", True): 4, ("pytorch", False): 2, ("xgboost", True): 2,
+}  # fmt: skip
 
 
 @functools.cache  # asked for every collected test

@@ -12,6 +12,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import reference
@@ -25,6 +26,12 @@ FETCHING = [
     Combination(DEFAULT_PYTHON, web, "sklearn", False, "registry", registry, "ghcr")
     for web in choices("web_framework")
     for registry in choices("model_registry")
+]
+# The boosters as MLflow logs them with its own flavours: what a booster changes in registry
+# mode is how an MLmodel names its artifact; the registries' other forms are the same files.
+FLAVORED_BOOSTERS = [
+    Combination(DEFAULT_PYTHON, "fastapi", "xgboost", False, "registry", "mlflow", "ghcr"),
+    Combination(DEFAULT_PYTHON, "flask", "lightgbm", False, "registry", "mlflow", "ghcr"),
 ]
 
 
@@ -42,7 +49,8 @@ def fetching(web_framework: str, registry: str) -> Combination:
 
 
 def short_id(c: Combination) -> str:
-    return f"{c.web_framework}-{c.model_registry}"
+    ml = "" if c.ml_framework == "sklearn" else f"-{c.ml_framework}"
+    return f"{c.web_framework}{ml}-{c.model_registry}"
 
 
 # An anonymous volume, as an emptyDir: it starts with the image's /var/cache/model (UID 10001).
@@ -75,7 +83,8 @@ class Publisher:
 
     The forms differ per web framework so that together they cover each registry's
     layouts: S3 and GCS with the console's folder object; MLflow as a model logged with
-    its scikit-learn flavour behind an alias, and as plain files under runs:/ID/PATH;
+    its scikit-learn flavour behind an alias, and as plain files under runs:/ID/PATH (a
+    booster with its own flavour, behind an alias);
     HTTPS as a private tarball with a top-level folder (token from a mounted file) and
     as a private artifact file beside its metadata.json (token from the environment).
     """
@@ -85,11 +94,14 @@ class Publisher:
         self._published: dict[tuple[str, str], Published] = {}
 
     def __call__(self, c: Combination, model_dir: Path) -> Published:
-        key = (c.model_registry, c.web_framework)
+        key = (c.model_registry, c.web_framework, c.ml_framework)
         if key not in self._published:
             server = self._request.getfixturevalue(f"{c.model_registry}_server")
-            publish = getattr(self, c.model_registry)
-            self._published[key] = publish(server, model_dir, c.web_framework)
+            if c.ml_framework == "sklearn":
+                publish = getattr(self, c.model_registry)
+                self._published[key] = publish(server, model_dir, c.web_framework)
+            else:
+                self._published[key] = self.flavored_booster(server, model_dir, c.ml_framework)
         return self._published[key]
 
     @staticmethod
@@ -103,19 +115,34 @@ class Publisher:
     def mlflow(server, model_dir: Path, web: str) -> Published:
         if web == "fastapi":
             import joblib
-            import numpy as np
-            from mlflow.artifacts import download_artifacts
 
             estimator = joblib.load(model_dir / "model.joblib")
+            options = {"serialization_format": "cloudpickle"}
             example = np.asarray(reference.IRIS[:5])
-            uri = server.log_flavored(estimator, example, "iris-flavored", "champion")
-            # What the registry holds, read back through MLflow's own client, with the
-            # metadata.json the service writes from its MLmodel: the directory it verifies.
-            local = Path(download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp()))
-            derive_metadata(model_dir.parent, local, uri)
-            return Published(uri, reference.digest(local), server.client_env())
+            uri = server.log_flavored(
+                "sklearn", estimator, example, "iris-flavored", "champion", **options
+            )
+            return as_served(server, model_dir, uri)
         uri, _ = server.log_directory(model_dir, "iris-files")
         return Published(uri, reference.digest(model_dir), server.client_env())
+
+    @staticmethod
+    def flavored_booster(server, model_dir: Path, framework: str) -> Published:
+        """The sample booster as `mlflow.xgboost` or `mlflow.lightgbm` logs it."""
+        metadata = json.loads((model_dir / "metadata.json").read_text())
+        artifact = str(model_dir / metadata["artifact"])
+        if framework == "xgboost":
+            import xgboost
+
+            model = xgboost.XGBClassifier()
+            model.load_model(artifact)
+        else:
+            import lightgbm
+
+            model = lightgbm.Booster(model_file=artifact)
+        example = np.asarray(reference.IRIS[:5], dtype=np.float32)  # the sample's dtype
+        uri = server.log_flavored(framework, model, example, f"iris-{framework}", "champion")
+        return as_served(server, model_dir, uri)
 
     @staticmethod
     def https(server, model_dir: Path, web: str) -> Published:
@@ -132,6 +159,16 @@ class Publisher:
             digest = reference.digest(model_dir, only=("metadata.json", "model.joblib"))
             return Published(uri, digest, env, mounts)
         return Published(uri, reference.digest(model_dir), env, mounts)
+
+
+def as_served(server, model_dir: Path, uri: str) -> Published:
+    """What the registry holds at `uri`, read back through MLflow's own client, with the
+    metadata.json the service writes from its MLmodel: the directory the service verifies."""
+    from mlflow.artifacts import download_artifacts
+
+    local = Path(download_artifacts(artifact_uri=uri, dst_path=tempfile.mkdtemp()))
+    derive_metadata(model_dir.parent, local, uri)
+    return Published(uri, reference.digest(local), server.client_env())
 
 
 def derive_metadata(project: Path, model_dir: Path, uri: str) -> None:

@@ -35,6 +35,17 @@ def predict(model_dir: Path, rows: list[list[float]]) -> list:
 
         with torch.inference_mode():
             return torch.export.load(str(artifact)).module()(torch.from_numpy(features)).tolist()
+    if metadata["framework"] == "xgboost":
+        import xgboost
+
+        classifier = xgboost.XGBClassifier()  # the sample is one, saved with its classes
+        classifier.load_model(artifact)
+        return classifier.predict(features).tolist()
+    if metadata["framework"] == "lightgbm":
+        import lightgbm
+
+        probabilities = lightgbm.Booster(model_file=str(artifact)).predict(features)
+        return probabilities.argmax(axis=1).tolist()  # the sample's multiclass objective
     raise ValueError(f"unknown framework {metadata['framework']!r}")
 
 

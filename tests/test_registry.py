@@ -15,12 +15,12 @@ import requests
 import reference
 from containers import serving
 from docker_host import sh
-from published import CACHE, CREDENTIAL_STRINGS, FETCHING, fetching, short_id
+from published import CACHE, CREDENTIAL_STRINGS, FETCHING, FLAVORED_BOOSTERS, fetching, short_id
 
 pytestmark = pytest.mark.docker
 
 
-@pytest.mark.parametrize("combination", FETCHING, ids=short_id)
+@pytest.mark.parametrize("combination", FETCHING + FLAVORED_BOOSTERS, ids=short_id)
 def test_fetches_the_sample_and_answers_as_the_artifact_does(
     combination, builds, render, published, time_to_ready
 ):

@@ -69,6 +69,9 @@ def test_an_update_from_the_oldest_release_keeps_every_team_edit(
 SWITCHES = {
     "fastapi-to-flask": ({}, {"web_framework": "flask"}, set()),
     "sklearn-to-onnxruntime": ({}, {"ml_framework": "onnxruntime"}, {"k8s/base/deployment.yaml"}),
+    # A booster takes scikit-learn's resources: the team's memory limit stands.
+    "sklearn-to-xgboost": ({}, {"ml_framework": "xgboost"}, set()),
+    "xgboost-to-sklearn": ({"ml_framework": "xgboost"}, {"ml_framework": "sklearn"}, set()),
     "embedded-to-registry": ({}, {"model_source": "registry", "model_registry": "s3"}, set()),
     "registry-to-embedded": ({"model_source": "registry", "model_registry": "gcs"},
                              {"model_source": "embedded"}, set()),

@@ -23,9 +23,9 @@ REQUIREMENTS = {
 }
 VPY = VENVS["anchors"] / "bin" / "python"
 
-# The sample model as every server names it: the generated service's metadata.json name.
-MODEL_NAME = "iris-random-forest"
-INFER_PATH = f"/v2/models/{MODEL_NAME}/infer"
+# The protocol's paths name the model: every server names it as the generated service's
+# metadata.json does (servers.Bench.spec fills it in).
+INFER_PATH = "/v2/models/{model}/infer"
 ROW = [5.1, 3.5, 1.4, 0.2]
 OVERLOAD_ROWS = [
     [5.1, 3.5, 1.4, 0.2], [4.9, 3.0, 1.4, 0.2], [6.2, 3.4, 5.4, 2.3], [5.9, 3.0, 5.1, 1.8],
@@ -49,6 +49,11 @@ AS_SHIPPED = ("mlflow", "bentoml")  # the anchors with their defaults
 AT_BEST = ("bentoml-batched", "litserve-batched")  # the anchors batching, at their best settings
 OIP_PEERS = ("mlserver", "pytriton")  # the servers that speak the protocol, at their best
 ALL_SERVERS = [*GENERATED, *AS_SHIPPED, *AT_BEST, *OIP_PEERS]
+# The sample each ML framework's render ships (--ml), and the peers serving each natively:
+# the boosters against MLServer's own runtimes for them (mlserver-xgboost, mlserver-lightgbm).
+ML_FRAMEWORKS = ("sklearn", "xgboost", "lightgbm")
+SERVERS_FOR = {"sklearn": ALL_SERVERS, "xgboost": [*GENERATED, "mlserver"],
+               "lightgbm": [*GENERATED, "mlserver"]}  # fmt: skip
 OVERLOAD_RSS_MIB = 64  # per worker: how far a generated service's RSS may grow under overload
 READY_TIMEOUT_S = 180
 STOP_TIMEOUT_S = 20

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .config import BENCH, MODEL_NAME, REPO, REQUIREMENTS, VENVS, VPY, WORK, log, sh
+from .config import BENCH, REPO, REQUIREMENTS, VENVS, VPY, WORK, log, sh
 
 
 def ensure_tools() -> None:
@@ -43,14 +43,16 @@ def libpython_dir(python: Path) -> str:
     return sh(python, "-c", code).stdout.strip()
 
 
-def render_and_build(framework: str) -> tuple[Path, str]:
-    """Render the template with defaults and this web framework; build its image."""
-    target = WORK / f"render-{framework}"
+def render_and_build(framework: str, ml: str) -> tuple[Path, str]:
+    """Render the template with defaults, this web framework and ML framework; build its image."""
+    name = framework if ml == "sklearn" else f"{framework}-{ml}"
+    target = WORK / f"render-{name}"
     shutil.rmtree(target, ignore_errors=True)
-    log(f"rendering and building the generated {framework} service")
-    copy = "copy --defaults --quiet --vcs-ref HEAD --data".split()
-    sh(VENVS["anchors"] / "bin" / "copier", *copy, f"web_framework={framework}", REPO, target,
-       log_to=WORK / f"render-{framework}.log")  # fmt: skip
+    log(f"rendering and building the generated {name} service")
+    copy = "copy --defaults --quiet --vcs-ref HEAD".split()
+    answers = ["--data", f"web_framework={framework}", "--data", f"ml_framework={ml}"]
+    sh(VENVS["anchors"] / "bin" / "copier", *copy, *answers, REPO, target,
+       log_to=WORK / f"render-{name}.log")  # fmt: skip
     answers = (target / ".copier-answers.yml").read_text()
     python = next(
         line.split(":", 1)[1].strip().strip("'\"")
@@ -58,9 +60,9 @@ def render_and_build(framework: str) -> tuple[Path, str]:
         if line.startswith("python_version:")
     )
     sh("bash", "tests/infra/base-images.sh", python, cwd=REPO, log_to=WORK / "base-images.log")
-    tag = f"ml-docker-template-bench-{framework}:latest"
+    tag = f"ml-docker-template-bench-{name}:latest"
     build = "docker build --progress plain --network host -t".split()
-    sh(*build, tag, target, log_to=WORK / f"build-{framework}.log")
+    sh(*build, tag, target, log_to=WORK / f"build-{name}.log")
     return target, tag
 
 
@@ -71,44 +73,69 @@ def mlflow_model(model: Path) -> Path:
     return mlflow_dir
 
 
-def mlserver_repository(model: Path, port: int, workers: int, settings: dict) -> Path:
+# MLServer's own runtime for each sample (its inference runtimes, one package each).
+MLSERVER_RUNTIMES = {
+    "sklearn": "mlserver_sklearn.SKLearnModel",
+    "xgboost": "mlserver_xgboost.XGBoostModel",
+    "lightgbm": "mlserver_lightgbm.LightGBMModel",
+}
+
+
+def mlserver_repository(
+    model: Path, name: str, ml: str, port: int, workers: int, settings: dict
+) -> Path:
     """A model repository for `mlserver start`: its settings.json and the model's, from
     the run's settings (BENCH_MAX_BATCH_SIZE, BENCH_MAX_BATCH_TIME_S,
     BENCH_PARALLEL_WORKERS; MLServer's defaults for any not given)."""
     folder = WORK / "mlserver"
     shutil.rmtree(folder, ignore_errors=True)
-    (folder / MODEL_NAME).mkdir(parents=True)
+    (folder / name).mkdir(parents=True)
     server = {
         "debug": False, "host": "127.0.0.1", "http_port": port, "grpc_port": port + 1,
         "metrics_endpoint": None, "gzip_enabled": False,
         "parallel_workers": int(settings.get("BENCH_PARALLEL_WORKERS", workers)),
     }  # fmt: skip
     model_settings = {
-        "name": MODEL_NAME,
-        "implementation": "mlserver_sklearn.SKLearnModel",
+        "name": name,
+        "implementation": MLSERVER_RUNTIMES[ml],
+        # The artifact's own path: MLServer's LightGBM runtime would look for model.bst only.
         "parameters": {"uri": str(model), "version": "1"},
     }
     if "BENCH_MAX_BATCH_SIZE" in settings:  # adaptive batching: off unless both are set
         model_settings["max_batch_size"] = int(settings["BENCH_MAX_BATCH_SIZE"])
         model_settings["max_batch_time"] = float(settings["BENCH_MAX_BATCH_TIME_S"])
     (folder / "settings.json").write_text(json.dumps(server, indent=2))
-    (folder / MODEL_NAME / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
+    (folder / name / "model-settings.json").write_text(json.dumps(model_settings, indent=2))
     return folder
 
 
-def reference_predictions(model: Path, rows: list) -> list:
+# The classes each sample predicts for rows (argv[2]), loaded straight from its artifact
+# (argv[1]) by its own library: in the anchors' venv, or the boosters' in MLServer's.
+REFERENCE = {
+    "sklearn": (VPY, "import joblib; m = joblib.load(path); classes = m.predict(np.asarray(rows))"),
+    "xgboost": (VENVS["mlserver"] / "bin" / "python",
+                "import xgboost; m = xgboost.XGBClassifier(); m.load_model(path); "
+                "classes = m.predict(np.asarray(rows, 'float32'))"),
+    "lightgbm": (VENVS["mlserver"] / "bin" / "python",
+                 "import lightgbm; m = lightgbm.Booster(model_file=path); "
+                 "classes = m.predict(np.asarray(rows, 'float32')).argmax(axis=1)"),
+}  # fmt: skip
+
+
+def reference_predictions(ml: str, model: Path, rows: list) -> list:
+    python, load_and_predict = REFERENCE[ml]
     code = (
-        "import json, sys, joblib, numpy as np; m = joblib.load(sys.argv[1]); "
-        "print(json.dumps(m.predict(np.asarray(json.loads(sys.argv[2]), 'float64')).tolist()))"
+        "import json, sys, numpy as np; path, rows = sys.argv[1], json.loads(sys.argv[2]); "
+        f"{load_and_predict}; print(json.dumps(classes.tolist()))"
     )
-    return json.loads(sh(VPY, "-c", code, model, json.dumps(rows)).stdout)
+    return json.loads(sh(python, "-c", code, model, json.dumps(rows)).stdout)
 
 
 def versions(pythons: dict[str, Path]) -> dict:
     """The versions of what each venv serves with."""
     packages = {
         "anchors": ["mlflow", "bentoml", "litserve", "scikit-learn", "uvicorn"],
-        "mlserver": ["mlserver", "uvloop"],
+        "mlserver": ["mlserver", "uvloop", "xgboost", "lightgbm"],
         "pytriton": ["nvidia-pytriton", "numpy"],
     }
     found = {}

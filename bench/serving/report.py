@@ -33,9 +33,10 @@ def throughput_table(results: list[Result], anchor_runs: list[Result], args, inf
               ("peers", OIP_PEERS, "the protocol's servers at their best"))  # fmt: skip
     fastest_of = {column: fastest(anchor_runs, names) for column, names, _ in groups}
     print(
-        f"\nThroughput: wrk {args.connections} connections, {args.wrk_threads} threads, "
-        f"{args.duration} s, 1-row POSTs ({SPECS['fastapi'].row_body} on /predict, "
-        f"{SPECS['mlserver'].row_body} on infer); {args.workers} worker(s) each; loopback"
+        f"\nThroughput, the {args.ml} sample: wrk {args.connections} connections, "
+        f"{args.wrk_threads} threads, {args.duration} s, 1-row POSTs "
+        f"({SPECS['fastapi'].row_body} on /predict, {SPECS['mlserver'].row_body} on infer); "
+        f"{args.workers} worker(s) each; loopback"
     )
     print(", ".join(f"{package} {version}" for package, version in info.items()) +
           f"; {os.cpu_count()} CPUs; generated containers: "

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from .config import BENCH, GENERATED, VENVS, WORK, log
 from .processes import RssSampler, cpu_probe_ms, tree_rss_bytes
-from .servers import CANDIDATES, SPECS, Bench, http, serving, short
+from .servers import CANDIDATES, Bench, http, serving, short
 
 
 def wrk(args, url: str, seconds: int, body: str | None, label: str, **options) -> dict:
@@ -107,7 +107,7 @@ def measure(bench: Bench, name: str, settings: dict[str, str], sweep: bool = Fal
 
     A sweep run (choosing an anchor's best settings) is shorter and skips the health run.
     """
-    args, spec = bench.args, SPECS[name]
+    args, spec = bench.args, bench.spec(name)
     base = f"http://127.0.0.1:{args.port}"
     result = Result(name, settings, probe_ms=cpu_probe_ms())
     load_before = os.getloadavg()[0]
@@ -165,7 +165,7 @@ def endpoint_pairs(bench: Bench, framework: str) -> Pairs:
             log(f"{framework}: /predict and infer in turns, {args.pairs} x {args.pair_duration} s")
             for i in range(args.pairs):
                 pair = []
-                for spec in (SPECS[framework], SPECS[f"{framework}-oip"]):
+                for spec in (bench.spec(framework), bench.spec(f"{framework}-oip")):
                     url, label = base + spec.predict_path, f"{spec.name}-{args.workers}w-pair{i}"
                     wrk(args, url, 1, spec.row_body, f"{label}-warmup")
                     pair.append(wrk(args, url, args.pair_duration, spec.row_body, label))
@@ -198,7 +198,7 @@ class Overload:
 
 def overload(bench: Bench, name: str, settings: dict[str, str]) -> Overload:
     """Ten times the load: 8-row POSTs on many connections, with probes and RSS watched."""
-    args, spec = bench.args, SPECS[name]
+    args, spec = bench.args, bench.spec(name)
     base = f"http://127.0.0.1:{args.port}"
     result = Overload(name)
     try:

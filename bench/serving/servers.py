@@ -8,14 +8,13 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .config import (
     BENCH,
     GENERATED,
     INFER_PATH,
-    MODEL_NAME,
     OVERLOAD_ROWS,
     READY_TIMEOUT_S,
     ROW,
@@ -44,7 +43,13 @@ class Spec:
 
     def predictions(self, answer: object) -> object:
         if self.protocol == "oip":
-            return list(answer["outputs"][0]["data"])
+            output = answer["outputs"][0]
+            if len(output["shape"]) == 2 and output["shape"][1] > 1:
+                # Each class's probability (MLServer's LightGBM runtime): the likeliest class.
+                width = output["shape"][1]
+                rows = [output["data"][i : i + width] for i in range(0, len(output["data"]), width)]
+                return [max(range(width), key=row.__getitem__) for row in rows]
+            return list(output["data"])
         return answer if self.protocol == "bare" else answer.get("predictions")
 
     @property
@@ -57,7 +62,7 @@ class Spec:
 
 
 # The model's own readiness: Triton says the server is ready before its model is.
-OIP = {"ready_path": f"/v2/models/{MODEL_NAME}/ready", "health_path": "/v2/health/live",
+OIP = {"ready_path": "/v2/models/{model}/ready", "health_path": "/v2/health/live",
        "protocol": "oip"}  # fmt: skip
 SPECS = {
     "fastapi": Spec("fastapi", "/predict", "/readyz", "/healthz"),
@@ -123,10 +128,20 @@ class Bench:
 
     args: argparse.Namespace
     images: dict[str, str]
-    model: Path
-    mlflow_dir: Path
+    model: Path  # the artifact
+    model_name: str  # as the render's metadata.json names it
+    mlflow_dir: Path | None
     check_rows: list
     expected: list
+
+    def spec(self, name: str) -> Spec:
+        """The server's spec, its paths naming this run's model."""
+        spec = SPECS[name]
+        return replace(
+            spec,
+            predict_path=spec.predict_path.format(model=self.model_name),
+            ready_path=spec.ready_path.format(model=self.model_name),
+        )
 
 
 def start(bench: Bench, name: str, settings: dict[str, str]):
@@ -135,7 +150,9 @@ def start(bench: Bench, name: str, settings: dict[str, str]):
         framework = name.removesuffix("-oip")
         return Container(name, bench.images[framework], port, args.workers, args.env)
     if name == "mlserver":
-        repository = mlserver_repository(bench.model, port, args.workers, settings)
+        repository = mlserver_repository(
+            bench.model, bench.model_name, args.ml, port, args.workers, settings
+        )
         command = [VENVS["mlserver"] / "bin" / "mlserver", "start", repository]
         return Process(name, command, {}, WORK)
     if name == "pytriton":
@@ -191,7 +208,7 @@ def serving(bench: Bench, name: str, settings: dict[str, str]):
 
     Yields the server and its seconds to ready.
     """
-    spec, base = SPECS[name], f"http://127.0.0.1:{bench.args.port}"
+    spec, base = bench.spec(name), f"http://127.0.0.1:{bench.args.port}"
     try:
         http(base + "/", timeout=1)
         raise RuntimeError(f"something already answers on 127.0.0.1:{bench.args.port}")

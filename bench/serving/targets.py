@@ -81,6 +81,11 @@ def targets(
             f"{b['rps']:.0f}): {o['rps']:.0f} = {o['rps'] / b['rps']:.2f}x",
             o["rps"] > b["rps"],
         )
+        target(
+            f"{framework} infer p99 at or below {peer.name}'s ({ms(b['p99_us'])} ms): "
+            f"{ms(o['p99_us'])} ms = {o['p99_us'] / b['p99_us']:.2f}x",
+            o["p99_us"] <= b["p99_us"],
+        )
     generated = [ok[n] for n in GENERATED if n in ok]
     if generated:
         counts = ", ".join(

@@ -33,17 +33,17 @@ class MlflowServer(ServerProcess):
         mlflow.set_tracking_uri(self.url)
         return mlflow
 
-    def log_flavored(self, estimator, example, name: str, alias: str) -> str:
-        """Log a scikit-learn model the MLflow way (MLmodel, signature), register it, alias it."""
+    def log_flavored(self, flavor: str, model, example, name: str, alias: str, **options) -> str:
+        """Log a model with one of MLflow's own flavours (`mlflow.<flavor>.log_model`: MLmodel,
+        signature), register it and alias it."""
         mlflow = self._client()
         from mlflow.models import infer_signature
 
-        signature = infer_signature(example, estimator.predict(example))
+        signature = infer_signature(example, model.predict(example))
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(
-                estimator, name="model", signature=signature, registered_model_name=name,
-                serialization_format="cloudpickle",
-            )  # fmt: skip
+            info = getattr(mlflow, flavor).log_model(
+                model, name="model", signature=signature, registered_model_name=name, **options
+            )
         mlflow.MlflowClient().set_registered_model_alias(name, alias, info.registered_model_version)
         return f"models:/{name}@{alias}"
 
