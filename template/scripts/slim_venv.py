@@ -6,7 +6,7 @@ Each dependency layer runs this right after its pip install, in the same step, s
 layer ever holds the bytes it removes. It looks only at the files of the distributions
 pip's report says the step installed: the layers below are slim already, and a file of
 theirs that changed would be copied whole into this layer. (Looking through the whole
-venv again took a serving layer 9 s of its 16 on top of PyTorch.) From those files it drops
+venv again took a serving layer 9 s of its 16 on top of ONNX Runtime.) From those files it drops
 
 - the libraries' own test suites, and what only compiling against a library needs
   (C headers and sources, Cython declarations, static libraries, type stubs), but for the
