@@ -90,7 +90,7 @@ def main() -> int:
             raise SystemExit(f"{other} differs from {model}: the renders disagree")
     mlflow_dir = mlflow_model(model) if "mlflow" in args.servers else None
     example = json.loads((model.parent / "example-request.json").read_text())["instances"]
-    expected = reference_predictions(args.ml, model, example)
+    expected = reference_predictions(args.ml, model.parent, example)
     bench = Bench(args, images, model, metadata["name"], mlflow_dir, example, expected)
     info = versions(pythons)
 

@@ -109,26 +109,16 @@ def mlserver_repository(
     return folder
 
 
-# The classes each sample predicts for rows (argv[2]), loaded straight from its artifact
-# (argv[1]) by its own library: in the anchors' venv, or the boosters' in MLServer's.
-REFERENCE = {
-    "sklearn": (VPY, "import joblib; m = joblib.load(path); classes = m.predict(np.asarray(rows))"),
-    "xgboost": (VENVS["mlserver"] / "bin" / "python",
-                "import xgboost; m = xgboost.XGBClassifier(); m.load_model(path); "
-                "classes = m.predict(np.asarray(rows, 'float32'))"),
-    "lightgbm": (VENVS["mlserver"] / "bin" / "python",
-                 "import lightgbm; m = lightgbm.Booster(model_file=path); "
-                 "classes = m.predict(np.asarray(rows, 'float32')).argmax(axis=1)"),
-}  # fmt: skip
-
-
-def reference_predictions(ml: str, model: Path, rows: list) -> list:
-    python, load_and_predict = REFERENCE[ml]
+def reference_predictions(ml: str, model_dir: Path, rows: list) -> list:
+    """What the sample in `model_dir` predicts for `rows`, loaded straight from its artifact
+    by the suite's own reference (tests/reference.py): in the anchors' venv, or for the
+    boosters in MLServer's, which has their libraries."""
+    python = VPY if ml == "sklearn" else VENVS["mlserver"] / "bin" / "python"
     code = (
-        "import json, sys, numpy as np; path, rows = sys.argv[1], json.loads(sys.argv[2]); "
-        f"{load_and_predict}; print(json.dumps(classes.tolist()))"
+        "import json, pathlib, sys; sys.path.insert(0, sys.argv[1]); import reference; "
+        "print(json.dumps(reference.predict(pathlib.Path(sys.argv[2]), json.loads(sys.argv[3]))))"
     )
-    return json.loads(sh(python, "-c", code, model, json.dumps(rows)).stdout)
+    return json.loads(sh(python, "-c", code, REPO / "tests", model_dir, json.dumps(rows)).stdout)
 
 
 def versions(pythons: dict[str, Path]) -> dict:
