@@ -13,13 +13,28 @@ def test_every_python_and_source_tree_is_run_in_full_or_smoke_checked_once():
     assert {SourceTree.of(c) for c in ALL} == set(SOURCE_TREES)
 
 
-def test_every_python_meets_every_other_answer_in_a_full_run():
-    def ml_build(c):
-        return c.ml_framework, c.gpu
+def web_framework(c):
+    return c.web_framework
 
-    for aspect in (lambda c: c.web_framework, ml_build, lambda c: c.model_registry):
+
+def ml_build(c):
+    return c.ml_framework, c.gpu
+
+
+def model_source(c):
+    return c.model_registry or c.model_source
+
+
+def test_every_python_meets_every_other_answer_in_a_full_run():
+    for aspect in (web_framework, ml_build, model_source):
         met = {(c.python_version, aspect(c)) for c in FULL_SUITE}
         assert met == set(itertools.product(PYTHONS, {aspect(c) for c in ALL}))
+
+
+def test_every_pair_of_source_tree_answers_meets_in_a_full_run():
+    for one, other in itertools.combinations((web_framework, ml_build, model_source), 2):
+        met = {(one(c), other(c)) for c in FULL_SUITE}
+        assert met == {(one(c), other(c)) for c in ALL}, (one.__name__, other.__name__)
 
 
 def test_the_readme_shows_the_plan_as_it_is():
