@@ -26,12 +26,12 @@ from serving.prepare import (
 )
 from serving.report import (
     overload_table,
-    pairs_table,
     profile_summary,
     sweep_table,
     throughput_table,
+    turns_table,
 )
-from serving.runs import best_settings, endpoint_pairs, measure, overload
+from serving.runs import best_settings, in_turns, measure, overload
 from serving.servers import CANDIDATES, Bench
 from serving.targets import targets
 
@@ -49,9 +49,10 @@ def main() -> int:
     parser.add_argument("--overload-connections", type=int, default=256)
     parser.add_argument("--overload-duration", type=int, default=10)
     parser.add_argument("--no-overload", action="store_true", help="skip the overload runs")
-    parser.add_argument("--pairs", type=int, default=5,
-                        help="/predict-then-infer pairs of runs on one container")  # fmt: skip
-    parser.add_argument("--pair-duration", type=int, default=5, help="seconds per paired run")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds in turns: the generated endpoints and the protocol's "
+                             "servers at their best, a run each per round")  # fmt: skip
+    parser.add_argument("--turn-duration", type=int, default=5, help="seconds per run in turns")
     parser.add_argument("--profile", action="store_true",
                         help="py-spy the generated services during their predict runs")  # fmt: skip
     parser.add_argument("--wrk-threads", type=int, default=2)
@@ -97,9 +98,11 @@ def main() -> int:
     sweeps = {name: best_settings(bench, name) for name in args.servers if name in CANDIDATES}
     results = [measure(bench, name, sweeps[name][0] if name in sweeps else {})
                for name in args.servers]  # fmt: skip
-    # The two endpoints compared in turns where both are measured.
-    pairs = [endpoint_pairs(bench, framework) for framework in ("fastapi", "flask")
-             if {framework, f"{framework}-oip"} <= set(args.servers) and args.pairs]  # fmt: skip
+    # The generated endpoints and the protocol's servers, at their best, compared in turns.
+    in_round = [name for name in (*GENERATED, *OIP_PEERS) if name in args.servers]
+    turns = None
+    if len(in_round) > 1 and args.rounds:
+        turns = in_turns(bench, in_round, {name: sweeps[name][0] for name in sweeps})
     loads = []
     if not args.no_overload:
         loads = [overload(bench, r.name, r.settings) for r in results]
@@ -110,15 +113,15 @@ def main() -> int:
     throughput_table(results, anchor_runs, args, info)
     if sweeps:
         sweep_table({name: tried for name, (_, tried) in sweeps.items()}, args)
-    if pairs:
-        pairs_table(pairs, args)
+    if turns:
+        turns_table(turns, args)
     if loads:
         overload_table(loads, args)
     if args.profile:
         for name in GENERATED:
             if name in args.servers:
                 profile_summary(name, WORK / f"profile-{name}-{args.workers}w.txt")
-    return targets(results, anchor_runs, pairs, loads, args)
+    return targets(results, anchor_runs, turns, loads, args)
 
 
 if __name__ == "__main__":

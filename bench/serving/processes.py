@@ -44,6 +44,18 @@ def cpu_probe_ms() -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def tree_cpu_seconds(root: int) -> float:
+    """User and system CPU time the process tree has used, from /proc."""
+    ticks = 0
+    for pid in process_tree(root):
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
 def tree_rss_bytes(root: int) -> int:
     """Sum of VmRSS over the process tree (shared pages count once per process)."""
     total = 0

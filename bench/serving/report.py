@@ -4,7 +4,7 @@ import os
 from pathlib import Path
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS
-from .runs import Overload, Pairs, Result
+from .runs import Overload, Result, Turns
 from .servers import CANDIDATES, SPECS, short
 
 
@@ -82,24 +82,31 @@ def throughput_table(results: list[Result], anchor_runs: list[Result], args, inf
             )
 
 
-def pairs_table(results: list[Pairs], args) -> None:
-    print(f"\nEndpoints in turns: one container per framework, /predict then infer, "
-          f"{args.pairs} pairs of {args.pair_duration} s runs, same load\n")  # fmt: skip
-    header = ["framework", "pair", "/predict rps", "infer rps", "rps ratio", "/predict p99 ms",
-              "infer p99 ms", "p99 ratio"]  # fmt: skip
-    rows = []
-    for r in results:
-        if r.error:
-            rows.append([r.framework, "failed"])
-            continue
-        ratios = zip(r.runs, r.ratios("rps"), r.ratios("p99_us"), strict=True)
-        for i, ((plain, infer), rps, p99) in enumerate(ratios):
-            rows.append([r.framework, str(i + 1), f"{plain['rps']:.0f}", f"{infer['rps']:.0f}",
-                         f"{rps:.2f}x", ms(plain["p99_us"]), ms(infer["p99_us"]),
-                         f"{p99:.2f}"])  # fmt: skip
-        rows.append([r.framework, "median", "", "", f"{r.median('rps'):.2f}x", "", "",
-                     f"{r.median('p99_us'):.2f}"])  # fmt: skip
+def turns_table(turns: Turns, args) -> None:
+    peers = ", ".join(f"{name} {short(turns.settings.get(name, {}))}" for name in turns.names
+                      if name not in GENERATED)  # fmt: skip
+    print(f"\nIn turns: every server up at once, {args.rounds} rounds of a {args.turn_duration} s "
+          f"run each, same load; peers at their best ({peers or 'none'})\n")  # fmt: skip
+    if turns.error:
+        print(f"failed: {turns.error} (logs in bench/.work/)")
+        return
+    header = ["round", *(f"{name} rps" for name in turns.names),
+              *(f"{name} p99 ms" for name in turns.names)]  # fmt: skip
+    rows = [[str(i + 1), *(f"{run[name]['rps']:.0f}" for name in turns.names),
+             *(ms(run[name]["p99_us"]) for name in turns.names)]
+            for i, run in enumerate(turns.rounds)]  # fmt: skip
     table(header, rows)
+    print()
+    rows = []
+    for name, over in turns.comparisons():
+        cells = []
+        for measure, unit in (("rps", "x"), ("p99_us", "")):
+            ratios = turns.ratios(name, over, measure)
+            cells.append(f"{turns.median(name, over, measure):.2f}{unit} "
+                         f"({min(ratios):.2f}-{max(ratios):.2f})")  # fmt: skip
+        rows.append([f"{name} / {over}", *cells])
+    table(["ratio, round by round", "rps: median (range)", "p99: median (range)"], rows)
+    print(f"Idle servers used at most {100 * turns.idle_cpu:.0f}% of a CPU during another's run.")
 
 
 def sweep_table(sweeps: dict[str, list[Result]], args) -> None:

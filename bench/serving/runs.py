@@ -1,6 +1,7 @@
-"""The runs: wrk's closed loop on one server, its settings swept, and the overload run with
-kubelet-like probes; py-spy where asked."""
+"""The runs: wrk's closed loop on one server, its settings swept, servers in turns, and the
+overload run with kubelet-like probes; py-spy where asked."""
 
+import contextlib
 import json
 import os
 import statistics
@@ -10,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import BENCH, GENERATED, VENVS, WORK, log
-from .processes import RssSampler, cpu_probe_ms, tree_rss_bytes
+from .processes import RssSampler, cpu_probe_ms, tree_cpu_seconds, tree_rss_bytes
 from .servers import CANDIDATES, Bench, http, serving, short
 
 
@@ -138,41 +139,71 @@ def measure(bench: Bench, name: str, settings: dict[str, str], sweep: bool = Fal
 
 
 @dataclass
-class Pairs:
-    """One container's two endpoints loaded in turns: (predict run, infer run) per pair."""
+class Turns:
+    """Servers loaded in turns, one short run each per round, all of them up throughout.
 
-    framework: str
+    This VM's speed drifts by 30% from minute to minute, so runs minutes apart compare the
+    minutes as much as the servers; a round's runs are seconds apart and see one machine.
+    A ratio is the median over rounds of one server's measure over another's.
+    """
+
+    names: list[str]  # a round's runs, in order ("fastapi" /predict, "fastapi-oip" infer, ...)
+    settings: dict[str, dict]  # each peer's, its best by the sweep
     error: str = ""
-    runs: list = field(default_factory=list)
+    rounds: list[dict[str, dict]] = field(default_factory=list)  # name -> wrk summary
+    idle_cpu: float = 0.0  # the largest share of a CPU a server used during another's run
 
-    def ratios(self, measure: str) -> list[float]:
-        """Infer's over /predict's, pair by pair."""
-        return [infer[measure] / plain[measure] for plain, infer in self.runs]
+    def ratios(self, name: str, over: str, measure: str) -> list[float]:
+        return [run[name][measure] / run[over][measure] for run in self.rounds]
 
-    def median(self, measure: str) -> float:
-        return statistics.median(self.ratios(measure))
+    def median(self, name: str, over: str, measure: str) -> float:
+        return statistics.median(self.ratios(name, over, measure))
+
+    def has(self, *names: str) -> bool:
+        return not self.error and all(name in self.names for name in names)
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """(name, over): each framework's infer over its /predict, each generated run over
+        each peer."""
+        ours = [name for name in self.names if name in GENERATED]
+        peers = [name for name in self.names if name not in GENERATED]
+        endpoints = [(name, name.removesuffix("-oip")) for name in ours
+                     if name.endswith("-oip") and name.removesuffix("-oip") in ours]  # fmt: skip
+        return endpoints + [(name, peer) for name in ours for peer in peers]
 
 
-def endpoint_pairs(bench: Bench, framework: str) -> Pairs:
-    """/predict and infer in turns on one container, `pairs` times: this VM's speed drifts
-    by 30% from minute to minute, so runs minutes apart compare the minutes as much as
-    the endpoints; back to back, on the same warm worker, each pair sees the same machine."""
+def in_turns(bench: Bench, names: list[str], settings: dict[str, dict]) -> Turns:
+    """Every server in `names` up at once, each on its own ports (a generated image serves
+    both its endpoints from one container), then `rounds` rounds of a run each."""
     args = bench.args
-    base = f"http://127.0.0.1:{args.port}"
-    result = Pairs(framework)
+    result = Turns(names, settings)
+    servers = list(dict.fromkeys(name.removesuffix("-oip") for name in names))
+    ports = {server: args.port + 10 * i for i, server in enumerate(servers)}
     try:
-        with serving(bench, framework, {}):
-            log(f"{framework}: /predict and infer in turns, {args.pairs} x {args.pair_duration} s")
-            for i in range(args.pairs):
-                pair = []
-                for spec in (bench.spec(framework), bench.spec(f"{framework}-oip")):
-                    url, label = base + spec.predict_path, f"{spec.name}-{args.workers}w-pair{i}"
+        with contextlib.ExitStack() as stack:
+            roots = {}  # each server's root process, whose tree's CPU time is read
+            for server in servers:
+                serve = serving(bench, server, settings.get(server, {}), ports[server])
+                roots[server] = stack.enter_context(serve)[0].root_pid()
+            log(f"in turns: {', '.join(names)}; {args.rounds} x {args.turn_duration} s")
+            for i in range(args.rounds):
+                result.rounds.append({})
+                for name in names:
+                    server, spec = name.removesuffix("-oip"), bench.spec(name)
+                    url = f"http://127.0.0.1:{ports[server]}{spec.predict_path}"
+                    label = f"{name}-{args.workers}w-turn{i}"
                     wrk(args, url, 1, spec.row_body, f"{label}-warmup")
-                    pair.append(wrk(args, url, args.pair_duration, spec.row_body, label))
-                result.runs.append(tuple(pair))
+                    idle = {other: tree_cpu_seconds(root)
+                            for other, root in roots.items() if other != server}  # fmt: skip
+                    run = wrk(args, url, args.turn_duration, spec.row_body, label)
+                    seconds = run["duration_us"] / 1e6
+                    for other, before in idle.items():
+                        used = tree_cpu_seconds(roots[other]) - before
+                        result.idle_cpu = max(result.idle_cpu, used / seconds)
+                    result.rounds[-1][name] = run
     except Exception as error:  # noqa: BLE001 -- reported under the tables, the run goes on
         result.error = str(error).splitlines()[0][:200]
-        log(f"{framework}: pairs FAILED: {error}")
+        log(f"in turns FAILED: {error}")
     return result
 
 

@@ -144,8 +144,8 @@ class Bench:
         )
 
 
-def start(bench: Bench, name: str, settings: dict[str, str]):
-    args, port = bench.args, bench.args.port
+def start(bench: Bench, name: str, settings: dict[str, str], port: int):
+    args = bench.args
     if name in GENERATED:  # one image, measured on /predict and on the protocol's infer
         framework = name.removesuffix("-oip")
         return Container(name, bench.images[framework], port, args.workers, args.env)
@@ -203,20 +203,22 @@ def wait_ready(server, url: str, started: float) -> float:
 
 
 @contextmanager
-def serving(bench: Bench, name: str, settings: dict[str, str]):
-    """Start one server, wait until it is ready and answers right; stop it afterwards.
+def serving(bench: Bench, name: str, settings: dict[str, str], port: int | None = None):
+    """Start one server on `port` (--port by default; a peer's gRPC and metrics take the
+    next two), wait until it is ready and answers right; stop it afterwards.
 
     Yields the server and its seconds to ready.
     """
-    spec, base = bench.spec(name), f"http://127.0.0.1:{bench.args.port}"
+    port = port or bench.args.port
+    spec, base = bench.spec(name), f"http://127.0.0.1:{port}"
     try:
         http(base + "/", timeout=1)
-        raise RuntimeError(f"something already answers on 127.0.0.1:{bench.args.port}")
+        raise RuntimeError(f"something already answers on 127.0.0.1:{port}")
     except OSError:
         pass  # nothing listens: the port is free
-    log(f"{name}: starting with {bench.args.workers} worker(s) {short(settings)}")
+    log(f"{name}: starting on port {port} with {bench.args.workers} worker(s) {short(settings)}")
     started = time.monotonic()
-    server = start(bench, name, settings)
+    server = start(bench, name, settings, port)
     try:
         ready_s = wait_ready(server, base + spec.ready_path, started)
         status, answer = http(base + spec.predict_path, spec.body(bench.check_rows))

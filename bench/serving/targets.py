@@ -4,7 +4,7 @@ import sys
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS, OVERLOAD_RSS_MIB, REPO
 from .report import fastest, ms, probes_of, shares
-from .runs import Overload, Pairs, Result
+from .runs import Overload, Result, Turns
 
 sys.path.insert(0, str(REPO / "tests"))  # the kubelet's probe rules, shared with the serve stage
 from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row  # noqa: E402
@@ -13,7 +13,7 @@ from kubelet import LIVENESS_PROBE, READINESS_PROBE, failed_in_a_row  # noqa: E4
 def targets(
     results: list[Result],
     anchor_runs: list[Result],
-    pairs: list[Pairs],
+    turns: Turns | None,
     loads: list[Overload],
     args,
 ) -> int:
@@ -62,19 +62,27 @@ def targets(
                 f"{f['rps']:.0f} = {f['rps'] / b['rps']:.2f}x",
                 f["rps"] > b["rps"],
             )
-    # The protocol's infer endpoint: as fast as /predict (compared in turns on one container,
-    # see endpoint_pairs), and above every peer at its best.
-    for r in pairs:
-        if r.error:
-            continue
-        rps, p99 = r.median("rps"), r.median("p99_us")
-        within = f"{r.framework} infer {{}} within 10% of /predict's, in turns (median of pairs)"
-        target(f"{within.format('rps')}: {rps:.2f}x", rps >= 0.9)
-        target(f"{within.format('p99')}: {p99:.2f}x", p99 <= 1.1)
+    # The protocol's infer endpoint: as fast as /predict, and above every peer at its best;
+    # compared in turns (see in_turns), where the ratios of the same minutes are medianed.
+    for framework in ("fastapi", "flask"):
+        infer = f"{framework}-oip"
+        if turns and turns.has(framework, infer):
+            rps = turns.median(infer, framework, "rps")
+            p99 = turns.median(infer, framework, "p99_us")
+            within = f"{framework} infer {{}} within 10% of /predict's, in turns (median)"
+            target(f"{within.format('rps')}: {rps:.2f}x", rps >= 0.9)
+            target(f"{within.format('p99')}: {p99:.2f}x", p99 <= 1.1)
+        for peer in OIP_PEERS:
+            if turns and turns.has(infer, peer):
+                rps, p99 = turns.median(infer, peer, "rps"), turns.median(infer, peer, "p99_us")
+                target(f"{framework} infer rps above {peer}'s at its best, in turns (median): "
+                       f"{rps:.2f}x", rps > 1)  # fmt: skip
+                target(f"{framework} infer p99 at or below {peer}'s, in turns (median): "
+                       f"{p99:.2f}x", p99 <= 1)  # fmt: skip
     peer = fastest(anchor_runs, OIP_PEERS)
     for framework in ("fastapi", "flask"):
-        if (infer := ok.get(f"{framework}-oip")) is None or peer is None:
-            continue
+        if (infer := ok.get(f"{framework}-oip")) is None or peer is None or turns:
+            continue  # without turns: the single runs
         o, b = infer.predict, peer.predict
         target(
             f"{framework} infer rps above every protocol server at its best ({peer.name} "
@@ -119,6 +127,6 @@ def targets(
             f"slowest probe {worst:.2f} s)",
             all(run < threshold for run, threshold in runs.values()),
         )
-    if len(ok) < len(results) or any(r.error for r in [*loads, *pairs]):
+    if len(ok) < len(results) or any(r.error for r in loads) or (turns and turns.error):
         return 2
     return 0 if all(verdicts) else 1
