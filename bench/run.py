@@ -15,7 +15,15 @@ import argparse
 import json
 import sys
 
-from serving.config import ALL_SERVERS, GENERATED, ML_FRAMEWORKS, OIP_PEERS, SERVERS_FOR, WORK
+from serving.config import (
+    ALL_SERVERS,
+    GENERATED,
+    ML_FRAMEWORKS,
+    OIP_PEERS,
+    SERVERS_FOR,
+    WORK,
+    server_of,
+)
 from serving.prepare import (
     ensure_tools,
     ensure_venv,
@@ -79,7 +87,7 @@ def main() -> int:
         peers.add("mlserver")  # its venv has the boosters' libraries, for their reference answers
     pythons.update({name: ensure_venv(name) for name in sorted(peers)})
     images, model = {}, None
-    frameworks = {s.removesuffix("-oip") for s in args.servers if s in GENERATED}
+    frameworks = {server_of(s) for s in args.servers if s in GENERATED}
     for framework in sorted(frameworks) or ["fastapi"]:
         target, image = render_and_build(framework, args.ml)
         if framework in frameworks:

@@ -45,6 +45,13 @@ def infer_request(rows: list) -> str:
 
 
 GENERATED = ("fastapi", "fastapi-oip", "flask", "flask-oip")  # the images, on both endpoints
+
+
+def server_of(name: str) -> str:
+    """The server a run loads: a generated image's infer run is its /predict container's."""
+    return name.removesuffix("-oip")
+
+
 AS_SHIPPED = ("mlflow", "bentoml")  # the anchors with their defaults
 AT_BEST = ("bentoml-batched", "litserve-batched")  # the anchors batching, at their best settings
 OIP_PEERS = ("mlserver", "pytriton")  # the servers that speak the protocol, at their best

@@ -10,7 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from .config import BENCH, GENERATED, VENVS, WORK, log
+from .config import BENCH, GENERATED, VENVS, WORK, log, server_of
 from .processes import RssSampler, cpu_probe_ms, tree_cpu_seconds, tree_rss_bytes
 from .servers import CANDIDATES, Bench, http, serving, short
 
@@ -167,8 +167,8 @@ class Turns:
         each peer."""
         ours = [name for name in self.names if name in GENERATED]
         peers = [name for name in self.names if name not in GENERATED]
-        endpoints = [(name, name.removesuffix("-oip")) for name in ours
-                     if name.endswith("-oip") and name.removesuffix("-oip") in ours]  # fmt: skip
+        endpoints = [(name, server_of(name)) for name in ours
+                     if name != server_of(name) and server_of(name) in ours]  # fmt: skip
         return endpoints + [(name, peer) for name in ours for peer in peers]
 
 
@@ -177,7 +177,7 @@ def in_turns(bench: Bench, names: list[str], settings: dict[str, dict]) -> Turns
     both its endpoints from one container), then `rounds` rounds of a run each."""
     args = bench.args
     result = Turns(names, settings)
-    servers = list(dict.fromkeys(name.removesuffix("-oip") for name in names))
+    servers = list(dict.fromkeys(server_of(name) for name in names))
     ports = {server: args.port + 10 * i for i, server in enumerate(servers)}
     try:
         with contextlib.ExitStack() as stack:
@@ -189,7 +189,7 @@ def in_turns(bench: Bench, names: list[str], settings: dict[str, dict]) -> Turns
             for i in range(args.rounds):
                 result.rounds.append({})
                 for name in names:
-                    server, spec = name.removesuffix("-oip"), bench.spec(name)
+                    server, spec = server_of(name), bench.spec(name)
                     url = f"http://127.0.0.1:{ports[server]}{spec.predict_path}"
                     label = f"{name}-{args.workers}w-turn{i}"
                     wrk(args, url, 1, spec.row_body, f"{label}-warmup")

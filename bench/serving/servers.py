@@ -23,6 +23,7 @@ from .config import (
     infer_request,
     instances,
     log,
+    server_of,
 )  # fmt: skip
 from .prepare import libpython_dir, mlserver_repository
 from .processes import Container, Process
@@ -147,7 +148,7 @@ class Bench:
 def start(bench: Bench, name: str, settings: dict[str, str], port: int):
     args = bench.args
     if name in GENERATED:  # one image, measured on /predict and on the protocol's infer
-        framework = name.removesuffix("-oip")
+        framework = server_of(name)
         return Container(name, bench.images[framework], port, args.workers, args.env)
     if name == "mlserver":
         repository = mlserver_repository(
