@@ -35,8 +35,12 @@ def pins(layer: str) -> dict[str, str]:
 def locked(layer: str) -> tuple[str, dict[str, dict]]:
     """The command in requirements/LAYER.lock's header, and {package: entry} of its body
     (entry: version, hashes, and what it is locked for)."""
+    return read_lock(ROOT / "requirements" / f"{layer}.lock")
+
+
+def read_lock(lock: Path) -> tuple[str, dict[str, dict]]:
     header, entries, entry = "", {}, None
-    for line in (ROOT / "requirements" / f"{layer}.lock").read_text().splitlines():
+    for line in lock.read_text().splitlines():
         stripped = line.strip()
         if stripped.startswith("#    uv pip compile") and not entries:
             header = stripped.removeprefix("#").strip()
@@ -95,3 +99,21 @@ def test_a_package_in_several_layers_has_one_version():
         if len({tuple(found) for found in by_layer.values()}) > 1
     }
     assert not split, f"locked at different versions in different layers: {split}"
+
+
+def test_the_web_stack_lock_is_serving_less_ml(tmp_path, capsys):
+    # The Dockerfile installs the web stack apart from the ML framework, from this
+    # difference: each of serving.lock's own packages, at its version, with every hash.
+    lock_difference = runpy.run_path(str(ROOT / "scripts" / "lock_difference.py"))
+    requirements = ROOT / "requirements"
+    lock_difference["main"](requirements / "serving.lock", requirements / "ml.lock")
+    difference = tmp_path / "web-stack.lock"
+    difference.write_text(capsys.readouterr().out)
+    _, serving = locked("serving")
+    _, ml = locked("ml")
+    _, web_stack = read_lock(difference)
+    assert web_stack, "the web stack is empty"
+    assert web_stack.keys() == serving.keys() - ml.keys()
+    for package, entry in web_stack.items():
+        assert entry["versions"] == serving[package]["versions"], package
+        assert entry["hashes"] == serving[package]["hashes"], package
