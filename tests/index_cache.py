@@ -6,10 +6,19 @@ build time. Each page is fetched once a run here; the wheels' addresses in it ar
 so pip's cache mount still serves the files. Builds reach it the way a team reaches a
 private mirror: the generated Dockerfile's `pip.conf` secret (`docker build --secret
 id=pip.conf,src=FILE`), which the image never keeps.
+
+Like a mirror that holds only what its organisation allows, a page lists only the files
+whose SHA-256 a lock the template ships names: pip reads every file of a page before it
+checks hashes, and PyPI's pages for pydantic-core, numpy or botocore list thousands (2-7
+MB of JSON each), which each install step parsed again (a FastAPI web stack collected in
+0.6 s instead of 1.0 s). A lock naming a file the page lacks fails its build, as it would
+at such a mirror.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import tempfile
 import threading
 import urllib.error
@@ -18,11 +27,30 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 UPSTREAM = "https://pypi.org"
+LOCKS = Path(__file__).resolve().parent.parent / "includes" / "locks"
+PEP_691_JSON = "application/vnd.pypi.simple.v1+json"
+
+
+def locked_hashes(locks: Path = LOCKS) -> frozenset[str]:
+    """Every SHA-256 the template's locks name."""
+    return frozenset(
+        digest
+        for lock in locks.rglob("*.lock")
+        for digest in re.findall(r"--hash=sha256:([0-9a-f]{64})", lock.read_text())
+    )
+
+
+def only_locked_files(body: bytes, hashes: frozenset[str]) -> bytes:
+    """A PEP 691 JSON page with only the files whose SHA-256 is in `hashes`."""
+    page = json.loads(body)
+    page["files"] = [f for f in page["files"] if f.get("hashes", {}).get("sha256") in hashes]
+    return json.dumps(page).encode()
 
 
 class _Handler(BaseHTTPRequestHandler):
     pages: dict[tuple[str, str], tuple[int, str, bytes]] = {}
     lock = threading.Lock()
+    hashes: frozenset[str] = frozenset()
 
     def do_GET(self) -> None:  # noqa: N802 (http.server's name)
         if not self.path.startswith("/simple/"):
@@ -48,7 +76,10 @@ class _Handler(BaseHTTPRequestHandler):
         request = urllib.request.Request(UPSTREAM + path, headers={"Accept": accept or "*/*"})
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.headers["Content-Type"], response.read()
+                content_type, body = response.headers["Content-Type"], response.read()
+                if content_type.startswith(PEP_691_JSON):
+                    body = only_locked_files(body, _Handler.hashes)
+                return response.status, content_type, body
         except urllib.error.HTTPError as error:
             return error.code, "text/plain", error.reason.encode()
         except OSError as error:
@@ -62,6 +93,7 @@ class IndexCache:
     """The cache's server in a thread of this process; `pip_conf` is the file to mount."""
 
     def __init__(self) -> None:
+        _Handler.hashes = locked_hashes()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.url = f"http://127.0.0.1:{self._server.server_port}/simple/"
         self._work = tempfile.TemporaryDirectory(prefix="index-cache-")
