@@ -1,6 +1,7 @@
 """The report: the throughput, sweep and overload tables, and py-spy's profile summary."""
 
 import os
+import re
 from pathlib import Path
 
 from .config import AS_SHIPPED, AT_BEST, GENERATED, OIP_PEERS
@@ -183,6 +184,37 @@ def package_of(frame: str) -> str:
     return path.split("/", 1)[0].removesuffix(".py")
 
 
+# Where a request's time goes: each sample by the package of its innermost frame, except
+# that everything under the model's predict is the model call (its library, numpy and all).
+# The service's own code is its package and what it calls directly for a request (numpy
+# to parse the body, secrets for request ids).
+SERVICE = "the service's own code"
+CONCERNS = {
+    "HTTP server, event loop": ("gunicorn", "uvicorn", "httptools", "h11", "asyncio",
+                                "selectors", "socket", "email", "ssl", "ipaddress"),
+    "web framework": ("flask", "werkzeug", "blinker", "starlette", "fastapi", "pydantic"),
+    "thread hand-offs": ("threading", "concurrent", "queue"),
+    SERVICE: ("numpy", "contextvars", "secrets", "random", "re"),
+    "logging": ("logging",),
+    "metrics": ("prometheus_client",),
+    "JSON": ("json",),
+}  # fmt: skip
+
+
+def concern_of(stack: str, service: str | None) -> str:
+    """A collapsed stack's concern (CONCERNS), or 'model call', 'no Python frame', 'other';
+    `service` is the generated package."""
+    frames = stack.split(";")
+    if any(f.startswith(("predict (", "Model.predict (")) and "/model.py:" in f for f in frames):
+        return "model call"
+    if frames[-1].startswith("process "):
+        return "no Python frame (native code, GIL held)"
+    leaf = package_of(frames[-1])
+    if leaf == service:
+        return SERVICE
+    return next((concern for concern, names in CONCERNS.items() if leaf in names), "other")
+
+
 def profile_summary(name: str, path: Path) -> None:
     """Self time by package and the top functions, from py-spy's collapsed stacks."""
     if not path.exists():
@@ -190,7 +222,11 @@ def profile_summary(name: str, path: Path) -> None:
         return
     by_package: dict[str, int] = {}
     by_function: dict[str, int] = {}
+    by_concern: dict[str, int] = {}
     total = 0
+    # The generated package: the one whose app.py has create_app (Flask has an app.py too).
+    found = re.search(r"create_app\S* \((\w+)/app\.py:", path.read_text())
+    service = found[1] if found else None
     for line in path.read_text().splitlines():
         stack, _, count = line.rpartition(" ")
         if not count.isdigit() or not stack:
@@ -200,7 +236,12 @@ def profile_summary(name: str, path: Path) -> None:
         total += n
         by_package[package_of(leaf)] = by_package.get(package_of(leaf), 0) + n
         by_function[leaf] = by_function.get(leaf, 0) + n
+        concern = concern_of(stack, service)
+        by_concern[concern] = by_concern.get(concern, 0) + n
     print(f"\nprofile {name}: {total} samples of the GIL holder (py-spy, 200/s)")
+    print("  by concern:")
+    for concern, n in sorted(by_concern.items(), key=lambda x: -x[1]):
+        print(f"  {100 * n / total:5.1f}%  {concern}")
     print("  self time by package:")
     for package, n in sorted(by_package.items(), key=lambda x: -x[1])[:12]:
         print(f"  {100 * n / total:5.1f}%  {package}")
