@@ -13,19 +13,22 @@ def cpu_limit(cgroup: Path = CGROUP) -> float:
     """CPUs' worth of time the container may use: its cgroup quota (Kubernetes'
     `limits.cpu`, `docker run --cpus`) when it has one, else the CPUs it may run on.
     The node's core count says nothing about either."""
+    quota = cpu_quota(cgroup)
+    return quota if quota is not None else float(len(os.sched_getaffinity(0)))
+
+
+def cpu_quota(cgroup: Path = CGROUP) -> float | None:
+    """The container's cgroup CPU quota in CPUs, or None when it has none."""
     try:  # cgroup v2: "QUOTA PERIOD", or "max PERIOD" for no quota
         quota, period = (cgroup / "cpu.max").read_text().split()
-        if quota != "max":
-            return int(quota) / int(period)
+        return int(quota) / int(period) if quota != "max" else None
     except UNREADABLE:
         try:  # cgroup v1: a quota of -1 means none
             quota = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
             period = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
-            if quota > 0:
-                return quota / period
+            return quota / period if quota > 0 else None
         except UNREADABLE:
-            pass
-    return float(len(os.sched_getaffinity(0)))
+            return None
 
 
 def memory_limit(cgroup: Path = CGROUP) -> int | None:
