@@ -40,9 +40,20 @@ OVERLOADED = {
 }
 
 
-@pytest.mark.parametrize("combination", PER_WEB_FRAMEWORK, ids=lambda c: c.web_framework)
-def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, builds):
-    with serving(builds.image(combination), **OVERLOADED) as service:
+# Flask also with its request threads on one CPU (request_cpus.py), probes included.
+OVERLOAD_CASES = [
+    *(pytest.param(c, {}, id=c.web_framework) for c in PER_WEB_FRAMEWORK),
+    *(
+        pytest.param(c, {"REQUEST_CPUS": "on"}, id=f"{c.web_framework}-request-cpus-pinned")
+        for c in PER_WEB_FRAMEWORK
+        if c.web_framework == "flask"
+    ),
+]
+
+
+@pytest.mark.parametrize(("combination", "settings"), OVERLOAD_CASES)
+def test_overload_is_shed_with_503s_while_memory_and_probes_hold(combination, settings, builds):
+    with serving(builds.image(combination), **OVERLOADED, **settings) as service:
         idle_mib = rss_mib(service.pid())
         seen = overload(service, clients=256, rows=IRIS[:8], seconds=6)
         after = service.predict(IRIS[:3])
