@@ -81,6 +81,28 @@ class Service:
     def predict(self, rows: list, timeout: float = 30) -> requests.Response:
         return requests.post(f"{self.url}/predict", json={"instances": rows}, timeout=timeout)
 
+    def thread_cpus(self) -> list[set[int]]:
+        """The CPUs each thread of the workers (not gunicorn's master) may run on, as the
+        kernel has them."""
+        lists = sh("docker", "exec", self.container_id, "python", "-c", _THREAD_CPUS).split()
+        return [{cpu for part in cpus.split(",") for cpu in _cpu_range(part)} for cpus in lists]
+
+
+# Printed by the container's own Python: each worker thread's Cpus_allowed_list.
+_THREAD_CPUS = """
+import os, pathlib
+for task in pathlib.Path("/proc").glob("[0-9]*/task/*"):
+    if task.parent.parent.name not in ("1", str(os.getpid())):  # a worker's, not gunicorn's
+        status = dict(line.split(":\\t", 1) for line in (task / "status").read_text().splitlines())
+        print(status["Cpus_allowed_list"].strip())
+"""
+
+
+def _cpu_range(part: str) -> range:
+    """'0-3' or '2' of a CPU list."""
+    first, _, last = part.partition("-")
+    return range(int(first), int(last or first) + 1)
+
 
 def read_only(path: Path, target: str) -> str:
     """A `--mount` of a host file or folder, read-only in the container."""

@@ -51,7 +51,7 @@ def test_serves_the_sample_models_predictions(combination, builds, render):
         # thread keeps them all. FastAPI's event loop is one thread: none is pinned.
         host = len(os.sched_getaffinity(0))
         pinned = combination.web_framework == "flask" and host <= 2
-        cpus = {len(allowed) for allowed in thread_cpus(service)}
+        cpus = {len(allowed) for allowed in service.thread_cpus()}
         assert cpus == ({1, host} if pinned else {host}), cpus
 
         refused = service.predict([[1, 2]])
@@ -64,28 +64,6 @@ def test_serves_the_sample_models_predictions(combination, builds, render):
         # Exec-form CMD: gunicorn gets SIGTERM, drains and exits 0 well inside the grace period.
         seconds, exit_code = service.stop(grace=30)
         assert exit_code == 0 and seconds < 25, (seconds, exit_code)
-
-
-# Printed by the runtime's own Python: the CPUs each thread of the workers may run on.
-THREAD_CPUS = """
-import os, pathlib
-for task in pathlib.Path("/proc").glob("[0-9]*/task/*"):
-    if task.parent.parent.name not in ("1", str(os.getpid())):  # a worker's, not gunicorn's
-        status = dict(line.split(":\\t", 1) for line in (task / "status").read_text().splitlines())
-        print(status["Cpus_allowed_list"].strip())
-"""
-
-
-def thread_cpus(service) -> list[set[int]]:
-    """Each worker thread's allowed CPUs, as the kernel has them."""
-    lists = sh("docker", "exec", service.container_id, "python", "-c", THREAD_CPUS).split()
-    return [{cpu for part in cpus.split(",") for cpu in _cpu_range(part)} for cpus in lists]
-
-
-def _cpu_range(part: str) -> range:
-    """'0-3' or '2' of a CPU list."""
-    first, _, last = part.partition("-")
-    return range(int(first), int(last or first) + 1)
 
 
 # Printed by the runtime's own Python: installers no installed library asks for (PyTorch
