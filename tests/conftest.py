@@ -10,6 +10,7 @@ import pytest
 
 import plan
 from combinations import ALL, TEMPLATE_ROOT, Combination
+from disk import DiskWatch
 from renders import Renders
 
 # Real registry servers (S3, GCS, MLflow, HTTPS), and the sample model each holds, as
@@ -27,6 +28,7 @@ STAGES = [
 # Wall seconds per stage, and of the session fixtures' set-ups inside them, for the summary.
 STAGE_SECONDS = pytest.StashKey[dict[str, float]]()
 SETUP_SECONDS = pytest.StashKey[dict[str, float]]()
+DISK = pytest.StashKey[DiskWatch]()
 
 
 def stage_of(item) -> str:
@@ -65,6 +67,10 @@ def pytest_configure(config):
     config.stash[SETUP_SECONDS] = {}
 
 
+def pytest_sessionstart(session):
+    session.config.stash[DISK] = DiskWatch()
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     started = time.monotonic()
@@ -94,6 +100,9 @@ def pytest_collection_finish(session):
     ]
     selected = dict.fromkeys(p for p in params if isinstance(p, Combination))
     session.config.stash[SELECTED] = list(selected)
+    disk = session.config.stash.get(DISK, None)
+    if len(selected) == len(ALL) and disk and (why := disk.too_little_for_a_full_run()):
+        pytest.exit(why, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")
@@ -211,6 +220,10 @@ BUILD_SUMMARY = pytest.StashKey[str]()
 
 
 def pytest_terminal_summary(terminalreporter, config):
+    if DISK in config.stash:
+        terminalreporter.write_sep("-", "disk")
+        for line in config.stash[DISK].stop():
+            terminalreporter.write_line(line)
     if BUILD_SUMMARY in config.stash:
         terminalreporter.write_sep("-", "docker")
         terminalreporter.write_line(config.stash[BUILD_SUMMARY])
