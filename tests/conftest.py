@@ -100,9 +100,6 @@ def pytest_collection_finish(session):
     ]
     selected = dict.fromkeys(p for p in params if isinstance(p, Combination))
     session.config.stash[SELECTED] = list(selected)
-    disk = session.config.stash.get(DISK, None)
-    if len(selected) == len(ALL) and disk and (why := disk.too_little_for_a_full_run()):
-        pytest.exit(why, returncode=pytest.ExitCode.USAGE_ERROR)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ result, waits for it.
 import threading
 import time
 
+import disk
 from combinations import Combination
 from docker_host import DockerHost
 from image_builds import Builds
@@ -56,6 +57,8 @@ class DockerSide:
                 # would need twice the disk.
                 self.pruned = self.builds.prune_stale()
                 self.builds.bound_build_cache()
+                if why := disk.too_little_for(len(self.builds.unbuilt()), len(self.builds.members)):
+                    raise RuntimeError(why)
             self.builds.start()
             self.builds.start_checks(
                 self._in_image.get("suite", []),

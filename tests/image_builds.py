@@ -187,6 +187,11 @@ class Builds:
             self.smokes_remembered.add(key)
         return observed
 
+    def unbuilt(self) -> list[str]:
+        """The planned contexts with no image yet."""
+        tags = set(sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split())
+        return [key for key in self.members if key not in tags]
+
     def prune_stale(self) -> list[str]:
         """Remove this suite's images of contexts no longer planned: old renders' leftovers.
 
