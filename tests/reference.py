@@ -60,8 +60,8 @@ def input_dtype(metadata: dict) -> str:
     return metadata["input_schema"]["dtype"]
 
 
-# The command the generated README gives for a model directory's digest (MODEL_SHA256):
-# the suite runs it as written, an implementation apart from the service's.
+# The command the generated docs/model-registry.md gives for a model directory's digest
+# (MODEL_SHA256): the suite runs it as written, an implementation apart from the service's.
 DIGEST_COMMAND = (
     "find . -type f -printf '%P\\n' | LC_ALL=C sort | xargs -rd '\\n' sha256sum | sha256sum"
 )

@@ -3,7 +3,7 @@
 `renovate --platform=local --dry-run=extract` runs Renovate's own managers over a rendered
 repository, with the repository's own .github/renovate.json, and logs every dependency it
 would keep current and every lock it would remake; it asks no registry. What it logs is
-what the generated README promises: every lock, the base image, every hook and action.
+what the generated docs/building.md promises: every lock, the base image, every hook and action.
 """
 
 import hashlib

@@ -83,8 +83,8 @@ def check_answers(c: Combination, project: Path) -> None:
 
     if c.model_source == "registry":
         # The digest the service pins is the shipped sample's, in Compose and in the ConfigMap,
-        # by the command the README gives for it.
-        assert reference.DIGEST_COMMAND in (project / "README.md").read_text()
+        # by the command the docs give for it.
+        assert reference.DIGEST_COMMAND in (project / "docs/model-registry.md").read_text()
         digest = reference.digest(project / "model")
         assert service["environment"]["MODEL_SHA256"] == f"${{MODEL_SHA256:-{digest}}}"
         kustomization = (project / "k8s/base/kustomization.yaml").read_text()
@@ -162,7 +162,7 @@ MANIFESTS = [
     if (c.python_version, c.web_framework, c.container_registry)
     == (DEFAULT_PYTHON, "fastapi", "ghcr")
 ]
-# The oldest release the manifests support (the generated README says why) and the newest.
+# The oldest release the manifests support (the generated docs/deploy.md says why) and the newest.
 KUBERNETES = ("1.30.0", "1.37.0")
 
 
@@ -219,8 +219,9 @@ def test_the_kserve_overlay_is_an_inference_service_as_kserves_sdk_models_it(man
         assert predictor["securityContext"]["runAsNonRoot"] is True
 
 
-def test_the_readme_and_questionnaire_name_the_oldest_kubernetes_checked(render):
+def test_the_docs_and_questionnaire_name_the_oldest_kubernetes_checked(render):
     oldest = KUBERNETES[0].removesuffix(".0")
-    assert f"Kubernetes {oldest} or later" in (render(MANIFESTS[0]) / "README.md").read_text()
+    deploy = render(MANIFESTS[0]) / "docs/deploy.md"
+    assert f"Kubernetes {oldest} or later" in deploy.read_text()
     questionnaire = yaml.safe_load((TEMPLATE_ROOT / "copier.yml").read_text())
     assert f"Kubernetes {oldest} or later" in questionnaire["project_slug"]["help"]

@@ -195,7 +195,8 @@ def diff(a: bytes, b: bytes) -> str:
 
 
 def update(project: Path, version: str, answers: dict | None = None) -> str:
-    """`copier update` as the generated README says, without --trust; Copier's message."""
+    """`copier update` as the generated docs/template-updates.md says, without --trust;
+    Copier's message."""
     done = copier("update", "--defaults", "--conflict=inline", f"--vcs-ref={version}",
                   *data_args(answers or {}), cwd=project)  # fmt: skip
     return done.stderr

@@ -46,7 +46,7 @@ BUILD_ONLY = re.compile(r".*\.(pyi|pxd|pxi|pyx|tp|h|hpp|c|cc|cpp|a)$|py\.typed$"
 LIBRARY = re.compile(r".*\.so(\..*)?$")  # libx.so, libx.so.13, libx.so.23.0git
 # Packages that read their build files at run time: Triton compiles its launcher from
 # driver.c and CUDA's headers the first time torch.compile runs a kernel (with a C
-# compiler, which the runtime image does not have: the generated README says so).
+# compiler, which the runtime image does not have: docs/building.md says so).
 KEEP_BUILD_FILES = {"triton"}
 
 
