@@ -90,8 +90,8 @@ def too_little_for(to_build: int, planned: int) -> str | None:
         return None
     where = ", ".join(f"{p} has {left / GB:.1f} GB free" for p, left in short.items())
     return (
-        f"disk: {where}; the {to_build} images of the {planned} planned contexts still to "
-        f"build need about {need / GB:.0f} GB (a cold full run, with its build cache and "
-        f"base images, at least {FULL_RUN_NEEDS_GB} GB). Free some space (docker system "
+        f"disk: {where}; {to_build} of the {planned} planned contexts have no image yet, and "
+        f"building them needs about {need / GB:.0f} GB (a cold full run, with its build cache "
+        f"and base images, at least {FULL_RUN_NEEDS_GB} GB). Free some space (docker system "
         "prune -a; docker builder prune -a) or run a part of the suite (-k, or a stage's file)."
     )
