@@ -85,7 +85,8 @@ def too_little_for(to_build: int, planned: int) -> str | None:
     """Why the disk cannot hold `to_build` more of a full run's `planned` images, or None:
     said before the first build, not at the ENOSPC that would fail every test after it."""
     need = FULL_RUN_NEEDS_GB * GB * to_build / planned
-    short = {p: free(p) for p in filesystems().values() if free(p) < need}
+    left = {p: free(p) for p in filesystems().values()}
+    short = {p: n for p, n in left.items() if n < need}
     if not short:
         return None
     where = ", ".join(f"{p} has {left / GB:.1f} GB free" for p, left in short.items())

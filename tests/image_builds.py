@@ -187,9 +187,14 @@ class Builds:
             self.smokes_remembered.add(key)
         return observed
 
+    @staticmethod
+    def _tags() -> list[str]:
+        """The tags of this suite's images: context keys, and key-test for test stages."""
+        return sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+
     def unbuilt(self) -> list[str]:
         """The planned contexts with no image yet."""
-        tags = set(sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split())
+        tags = set(self._tags())
         return [key for key in self.members if key not in tags]
 
     def prune_stale(self) -> list[str]:
@@ -197,11 +202,11 @@ class Builds:
 
         Best effort: an image that a leftover container still uses stays.
         """
-        tags = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        tags = self._tags()
         stale = [f"{IMAGE_PREFIX}:{t}" for t in tags if t.removesuffix("-test") not in self.members]
         for chunk in range(0, len(stale), 100):
             sh("docker", "image", "rm", *stale[chunk : chunk + 100], timeout=600, check=False)
-        left = sh("docker", "image", "ls", "--format", "{{.Tag}}", IMAGE_PREFIX).split()
+        left = self._tags()
         return [image for image in stale if image.partition(":")[2] not in left]
 
     def bound_build_cache(self) -> str:
