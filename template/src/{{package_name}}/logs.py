@@ -3,8 +3,9 @@
 import contextvars
 import json
 import logging
+import random
 import re
-import secrets
+import time
 
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 
@@ -19,20 +20,30 @@ logging.logAsyncioTasks = False
 
 _encode = json.JSONEncoder(default=str).encode  # one encoder for every line
 
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def accept_request_id(header: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
+    """The caller's X-Request-ID when it is a sane token, else a fresh one: 128 random
+    bits, as a trace id has. Not a secret, so not from `secrets`, whose system call lets
+    go of the GIL: the model's thread takes it, and the request waits to get it back."""
     if header and _VALID_REQUEST_ID.fullmatch(header):
         return header
-    return secrets.token_hex(16)
+    return f"{random.getrandbits(128):032x}"  # random reseeds in each forked worker
 
 
 class JsonFormatter(logging.Formatter):
+    # The time to the second, formatted once a second rather than once a line: one
+    # (second, text) pair, replaced whole, so a thread never reads half of an update.
+    _stamp: tuple[int, str] = (-1, "")
+
     def format(self, record: logging.LogRecord) -> str:
+        second, stamp = int(record.created), self._stamp
+        if stamp[0] != second:
+            stamp = self._stamp = (second, time.strftime(_TIME_FORMAT, self.converter(second)))
         line = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "time": stamp[1],
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

@@ -63,6 +63,11 @@ def as_dtype(values: np.ndarray, dtype: np.dtype, locate: Locate) -> np.ndarray:
     range, not whole for an integer type, an integer a float type rounds. A float keeps
     the precision of the model's float type, as it always does when fed to it."""
     source = values.dtype
+    if source.kind == dtype.kind == "f" and values.size:
+        # One pass for the common case, JSON's float64 for a float model: every value
+        # finite and in range (NaN fails the comparison), else the refusal below finds it.
+        if float(np.abs(values).max()) < _limits(dtype)[1]:  # compared as float64, exactly
+            return values if source == dtype else values.astype(dtype)
     if source == dtype:
         if dtype.kind == "f":
             _refuse(~np.isfinite(values), values, dtype, locate)
@@ -116,7 +121,8 @@ def _limits(dtype: np.dtype, within: np.dtype | None = None) -> tuple:
     comparisons with `within`'s values; floats for comparisons with float64 values."""
     if dtype.kind == "f":
         greatest = float(np.finfo(dtype).max)
-        return -greatest, float(np.nextafter(greatest, np.inf))
+        with np.errstate(over="ignore"):  # past float64's greatest is inf, as it should be
+            return -greatest, float(np.nextafter(greatest, np.inf))
     low, high = int(np.iinfo(dtype).min), int(np.iinfo(dtype).max) + 1
     if within is None:
         return float(low), float(high)  # powers of two: exact as floats
