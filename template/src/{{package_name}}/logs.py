@@ -3,6 +3,7 @@
 import contextvars
 import json
 import logging
+import os
 import random
 import re
 import time
@@ -24,13 +25,19 @@ _TIME_FORMAT = "%Y-%m-%dT%H:%M:%S"
 _VALID_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
+# Request ids: 128 random bits, as a trace id has. Not a secret, so not from `secrets`,
+# whose system call lets go of the GIL: the model's thread takes it, and the request waits
+# to get it back. A generator of their own, reseeded in each forked worker: a model that
+# calls random.seed(42) must not give every worker and pod the same ids.
+_ids = random.Random()  # noqa: S311 (ids, not secrets: see above)
+os.register_at_fork(after_in_child=_ids.seed)
+
+
 def accept_request_id(header: str | None) -> str:
-    """The caller's X-Request-ID when it is a sane token, else a fresh one: 128 random
-    bits, as a trace id has. Not a secret, so not from `secrets`, whose system call lets
-    go of the GIL: the model's thread takes it, and the request waits to get it back."""
+    """The caller's X-Request-ID when it is a sane token, else a fresh one."""
     if header and _VALID_REQUEST_ID.fullmatch(header):
         return header
-    return f"{random.getrandbits(128):032x}"  # random reseeds in each forked worker
+    return f"{_ids.getrandbits(128):032x}"
 
 
 class JsonFormatter(logging.Formatter):

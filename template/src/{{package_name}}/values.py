@@ -81,9 +81,12 @@ def as_dtype(values: np.ndarray, dtype: np.dtype, locate: Locate) -> np.ndarray:
     with np.errstate(invalid="ignore", over="ignore"):
         if source.kind == "f":
             low, high = _limits(dtype)
-            bad = ~np.isfinite(values) | (values < low) | (values >= high)
+            # Compared as float64: against float32 values the bounds would be rounded to
+            # float32 first, and 65504, float16's greatest, would look out of its range.
+            wide = values.astype(np.float64, copy=False)
+            bad = ~np.isfinite(wide) | (wide < low) | (wide >= high)
             if dtype.kind in "iu":
-                bad |= values != np.floor(values)
+                bad |= wide != np.floor(wide)
             _refuse(bad, values, dtype, locate)
             return values.astype(dtype)
         if dtype.kind == "f":  # an integer must come back from the float type unchanged
