@@ -85,8 +85,7 @@ def too_little_for(to_build: int, planned: int) -> str | None:
     """Why the disk cannot hold `to_build` more of a full run's `planned` images, or None:
     said before the first build, not at the ENOSPC that would fail every test after it."""
     need = FULL_RUN_NEEDS_GB * GB * to_build / planned
-    left = {p: free(p) for p in filesystems().values()}
-    short = {p: n for p, n in left.items() if n < need}
+    short = {p: left for p in filesystems().values() if (left := free(p)) < need}
     if not short:
         return None
     where = ", ".join(f"{p} has {left / GB:.1f} GB free" for p, left in short.items())
